@@ -1,0 +1,25 @@
+"""Shared fixtures: `device` runs a test on every available backend (CUDA skipped with a reason)."""
+import numpy as np
+import pytest
+
+import tinygrad_rnn as tg
+
+DEVICES = ["cpu", "cuda"]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    if request.param == "cuda" and not tg.cuda_available():
+        pytest.skip("CUDA not available: install cupy-cuda12x/13x and run on a machine with a GPU")
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    tg.manual_seed(0)
+    np.random.seed(0)
+    yield
+
+
+def to_np(x):
+    return x.numpy() if isinstance(x, tg.Tensor) else np.asarray(x)

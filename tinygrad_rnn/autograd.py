@@ -1,0 +1,599 @@
+"""The autodiff engine: `Function` (one per primitive op), grad mode, graph tags, backward traversal.
+
+Imports: errors, backend, tensor. Nothing here knows about nn, optim or viz; they read what the
+engine records (tags, creation index, visit order, optional gradient norms).
+
+Graph layout (PyTorch-like): a non-leaf Tensor points to its `creator` Function; a Function points
+to its parents through `next`, a tuple with one entry per tensor input: `(function, output_index)`
+for a non-leaf input, `(leaf_tensor, 0)` for a leaf that requires grad, `None` otherwise. Functions
+hold strong references only to what their backward needs (`saved`), never to their outputs, so the
+graph has no reference cycles and reference counting frees it as soon as the user drops the root.
+"""
+from __future__ import annotations
+
+import gc
+import heapq
+import itertools
+import traceback
+from typing import Any, Callable, Iterable, Sequence
+
+from . import backend
+from .errors import AnomalyError, GradError, GraphFreedError, ShapeError, fmt_shape
+from .tensor import Tensor
+
+_np = backend.np  # the CPU array module, for the fast path of the device check only
+_ndarray = backend.ndarray
+_make = Tensor._make
+_as_array = backend.as_array
+_array_module = backend.array_module
+
+# ------------------------------------------------------------------------------------ global state
+_grad_enabled = True
+_tags: tuple = ()            # ((kind, value), ...) pushed by scope(); recorded on every new Function
+_counter = itertools.count()  # creation index: stable node ids for drawings, tie-break in the heap
+_record_grads = False        # when True, backward stores gradient norms on each Function (viz)
+_anomaly = False             # detect_anomaly(): check every output/gradient for NaN/Inf
+
+
+def is_grad_enabled() -> bool:
+    return _grad_enabled
+
+
+class _GradMode:
+    """Base of no_grad / enable_grad: a context manager and a decorator."""
+    mode = True
+
+    def __enter__(self) -> None:
+        global _grad_enabled
+        self._prev = _grad_enabled
+        _grad_enabled = self.mode
+
+    def __exit__(self, *exc: Any) -> None:
+        global _grad_enabled
+        _grad_enabled = self._prev
+
+    def __call__(self, func: Callable) -> Callable:
+        import functools
+
+        mode = self.mode
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with set_grad_enabled(mode):
+                return func(*args, **kwargs)
+        return wrapper
+
+
+class no_grad(_GradMode):
+    """Ops run inside record no graph (inference, optimizer updates). Also a decorator."""
+    mode = False
+
+
+class enable_grad(_GradMode):
+    """Turns graph recording back on inside a no_grad block. Also a decorator."""
+    mode = True
+
+
+class set_grad_enabled(_GradMode):
+    def __init__(self, mode: bool) -> None:
+        self.mode = bool(mode)
+
+
+class scope:
+    """Tag every op created inside with (kind, value), e.g. scope("step", 3) or scope("module", "lstm").
+
+    Tags are what viz uses to cluster a graph by time step or module, and what detect_anomaly prints.
+    """
+
+    def __init__(self, kind: str, value: Any) -> None:
+        self.tag = (kind, value)
+
+    def __enter__(self) -> "scope":
+        global _tags
+        self._prev = _tags
+        _tags = _tags + (self.tag,)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        global _tags
+        _tags = self._prev
+
+
+def current_tags() -> tuple:
+    return _tags
+
+
+class record_grads:
+    """Inside this context, backward stores on each Function the norms of the gradients it
+    received (`grad_out_norms`) and sent to each input (`grad_in_norms`), for drawings."""
+
+    def __enter__(self) -> None:
+        global _record_grads
+        self._prev = _record_grads
+        _record_grads = True
+
+    def __exit__(self, *exc: Any) -> None:
+        global _record_grads
+        _record_grads = self._prev
+
+
+class detect_anomaly:
+    """Check every op's output in forward and every gradient in backward for NaN/Inf; the first
+    one found raises AnomalyError naming the op, its tags (module, step) and the user line that
+    created it. Off by default: when off it costs one flag test per op."""
+
+    def __enter__(self) -> None:
+        global _anomaly
+        self._prev = _anomaly
+        _anomaly = True
+
+    def __exit__(self, *exc: Any) -> None:
+        global _anomaly
+        _anomaly = self._prev
+
+
+def _user_frame() -> str:
+    """file:line of the innermost frame outside the tinygrad_rnn package (the user's code)."""
+    import os
+
+    pkg = os.path.dirname(os.path.abspath(__file__))
+    for fr in reversed(traceback.extract_stack()[:-2]):
+        if not os.path.abspath(fr.filename).startswith(pkg):
+            return f"{fr.filename}:{fr.lineno} ({fr.line})"
+    return "<unknown>"
+
+
+def describe_tags(tags: tuple) -> str:
+    return ", ".join(f"{k}={v}" for k, v in tags) if tags else "no tags"
+
+
+def _check_finite(fn: "Function", arrays: Sequence[Any], where: str, inputs: Sequence[Any]) -> None:
+    for i, a in enumerate(arrays):
+        if a is None or a.dtype.kind != "f":
+            continue
+        xp = _array_module(a)
+        if not bool(xp.isfinite(a).all()):
+            n_nan, n_inf = int(xp.isnan(a).sum()), int(xp.isinf(a).sum())
+
+            def stats(x: Any) -> str:
+                if x is None or getattr(x, "dtype", None) is None or x.dtype.kind != "f" or x.size == 0:
+                    return "-"
+                fin = x[xp.isfinite(x)]
+                mx = float(xp.abs(fin).max()) if fin.size else float("nan")
+                return f"shape {fmt_shape(x.shape)}, max|finite| {mx:.3g}, nan {int(xp.isnan(x).sum())}, inf {int(xp.isinf(x).sum())}"
+            ins = "; ".join(f"input {j}: {stats(x)}" for j, x in enumerate(inputs))
+            raise AnomalyError(
+                f"{where} of {fn.name!r} produced {n_nan} NaN and {n_inf} Inf values in output {i} "
+                f"(shape {fmt_shape(a.shape)}). Tags: {describe_tags(fn.tags)}. The op was created at "
+                f"{getattr(fn, 'created_at', '<unknown>')}. {ins}. Typical fixes: clip gradients "
+                f"(nn.utils.clip_grad_norm_), lower the learning rate, or guard log/sqrt/div inputs.")
+
+
+# ------------------------------------------------------------------------------------------ Function
+class Function:
+    """One primitive op. Subclasses define `forward(*arrays) -> array | tuple` on backend arrays
+    (use `self.xp`, never numpy directly) and `backward(*grads) -> Tensor | tuple` in Tensor ops,
+    so backward is differentiable again (create_graph=True).
+
+    Class attributes: `name` (graph label, set by ops.register), `save_inputs` (indices of the
+    inputs backward needs, available as `self.saved`), `save_output` (keep the output array,
+    returned by `self.output()` as a Tensor wired to this Function).
+    Non-tensor arguments (dim, shape, index...) go to `__init__`.
+    """
+
+    __slots__ = ("xp", "next", "saved", "saved_out", "keep", "generation", "tags", "index",
+                 "out_meta", "visit", "post", "freed", "grad_out_norms", "grad_in_norms",
+                 "created_at", "__dict__", "__weakref__")
+    name = "function"
+    save_inputs: tuple = ()
+    save_output = False
+
+    def forward(self, *xs: Any) -> Any:
+        raise NotImplementedError
+
+    def backward(self, *gys: Any) -> Any:
+        raise NotImplementedError
+
+    def check(self, *xs: Any) -> None:
+        """Optional: validate input arrays before forward (raise ShapeError with a clear message)."""
+
+    def output(self, i: int = 0) -> Tensor:
+        """The i-th output as a Tensor connected to this Function (for backward formulas)."""
+        t = _make(self.saved_out[i] if isinstance(self.saved_out, tuple) else self.saved_out,
+                  _grad_enabled)
+        if _grad_enabled:
+            t.creator, t.out_index = self, i
+        return t
+
+    @property
+    def needs(self) -> tuple:
+        """needs[i]: does input i need a gradient? Backward may skip work where it does not."""
+        return tuple(p is not None for p in self.next)
+
+    def __call__(self, *inputs: Any) -> Any:
+        # Hot path: every op of every time step goes through here, so it is written for speed
+        # (plain loops, no generators); the rare cases (scalars, GPU arrays) take _prepare.
+        try:
+            xs = [t.data for t in inputs]
+            cpu = True
+            for x in xs:
+                if x.__class__ is not _ndarray:
+                    cpu = False
+                    break
+        except AttributeError:
+            cpu = False
+        if not cpu:
+            inputs, cpu = _prepare(self.name, inputs)
+            xs = [t.data for t in inputs]
+        self.xp = _np if cpu else _array_module(xs[0])
+        self.check(*xs)
+        try:
+            ys = self.forward(*xs)
+        except ValueError as e:  # NumPy/CuPy broadcasting errors: say which op and which shapes
+            shapes = " and ".join(fmt_shape(x.shape) for x in xs)
+            raise ShapeError(f"{self.name}: cannot combine shapes {shapes} ({e}); shapes must be "
+                             f"equal or broadcastable (sizes match or are 1, aligned from the right)") from None
+        single = ys.__class__ is not tuple
+        if single:
+            if ys.__class__ is not _ndarray and cpu:
+                ys = _as_array(ys, _np)
+            ys = (ys,)
+        elif cpu:
+            ys = tuple([_as_array(y, _np) for y in ys])
+        requires = False
+        if _grad_enabled:
+            for t in inputs:
+                if t.requires_grad:
+                    requires = True
+                    break
+        if _anomaly:
+            self.created_at = _user_frame()
+            self.tags = _tags
+            _check_finite(self, ys, "forward", xs)
+        if not requires:
+            self.keep = None  # drop arrays a forward kept for a backward that will never run
+            if single:
+                return _make(ys[0], False)
+            return tuple([_make(y, False) for y in ys])
+        gen = 0
+        nxt = []
+        for t in inputs:
+            c = t.creator
+            if c is not None:
+                nxt.append((c, t.out_index))
+                if c.generation >= gen:
+                    gen = c.generation + 1
+            elif t.requires_grad:
+                nxt.append((t, 0))
+            else:
+                nxt.append(None)
+        self.next = tuple(nxt)
+        self.generation = gen
+        self.tags = _tags
+        self.index = next(_counter)
+        self.post = None
+        self.freed = False
+        self.visit = -1
+        si = self.save_inputs
+        if si:
+            self.saved = tuple([inputs[i] for i in si])
+        if single:
+            y = ys[0]
+            self.out_meta = ((y.shape, y.dtype),)
+            if self.save_output:
+                self.saved_out = y
+            out = _make(y, True)
+            out.creator = self
+            return out
+        self.out_meta = tuple([(y.shape, y.dtype) for y in ys])
+        if self.save_output:
+            self.saved_out = ys
+        outs = []
+        for i, y in enumerate(ys):
+            o = _make(y, True)
+            o.creator = self
+            o.out_index = i
+            outs.append(o)
+        return tuple(outs)
+
+    def release(self) -> None:
+        """Free what backward needed; the graph structure (`next`, tags, shapes) stays for drawing."""
+        self.saved = None
+        self.saved_out = None
+        self.keep = None
+        self.freed = True
+
+    def __repr__(self) -> str:
+        return f"<{self.name} #{getattr(self, 'index', '?')}>"
+
+
+def _prepare(op: str, inputs: tuple) -> tuple:
+    """Slow path of Function.__call__: wrap numbers as constants, check that all tensors share a
+    device. Returns (tensors, on_cpu)."""
+    ref = None
+    for a in inputs:
+        if isinstance(a, Tensor):
+            ref = a
+            break
+    if ref is None:
+        raise TypeError(f"{op}: expected at least one Tensor argument, got "
+                        f"{[type(a).__name__ for a in inputs]}")
+    tensors = []
+    for a in inputs:
+        if not isinstance(a, Tensor):
+            a = _const_like(a, ref.data, op)
+        else:
+            _check_same_device(op, ref, a)
+        tensors.append(a)
+    return tuple(tensors), type(ref.data) is _ndarray
+
+
+def _const_like(value: Any, ref: Any, op: str) -> Tensor:
+    """Wrap a Python scalar / array as a constant with the reference array's dtype and device, so a
+    float32 tensor times 2.0 stays float32 (NumPy 2 promotion would keep float64 NumPy scalars)."""
+    xp = _array_module(ref)
+    if backend.is_array(value):
+        if backend.device_of(value) != backend.device_of(ref):
+            raise backend.DeviceError(f"{op}: array on {backend.device_of(value)} combined with a tensor on "
+                                      f"{backend.device_of(ref)}; move one with .to(device)")
+        return _make(value, False)
+    if isinstance(value, (bool, int, float)) or hasattr(value, "__float__"):
+        dt = ref.dtype
+        if dt.kind in "iub" and isinstance(value, float):
+            dt = _np.dtype("float32")
+        return _make(xp.asarray(value, dtype=dt), False)
+    raise TypeError(f"{op}: cannot combine a Tensor with {type(value).__name__} {value!r}; "
+                    f"pass a Tensor, a number or an array")
+
+
+def _check_same_device(op: str, a: Tensor, b: Tensor) -> None:
+    da, db = a.device, b.device
+    if da != db:
+        raise backend.DeviceError(f"{op}: tensors on different devices: {da} (shape {fmt_shape(a.shape)}) "
+                                  f"and {db} (shape {fmt_shape(b.shape)}); move one with .to({da!r}) "
+                                  f"or .to({db!r}) first")
+
+
+# ------------------------------------------------------------------------------------------- backward
+def _sum_to(g: Tensor, shape: tuple) -> Tensor:
+    """Reduce a broadcast gradient back to an input's shape; replaced by ops.sum_to at import."""
+    raise NotImplementedError("tinygrad_rnn.ops was not imported")
+
+
+def _accumulate(table: dict, key: Any, slot: int, n: int, g: Tensor, owned: dict) -> None:
+    """Sum a gradient into table[key][slot]. Arrays the engine allocated itself are summed into in
+    place (weights shared over T steps receive T terms); others are never mutated (they may alias)."""
+    entry = table.get(key)
+    if entry is None:
+        entry = [None] * n
+        table[key] = entry
+    old = entry[slot]
+    if old is None:
+        entry[slot] = g
+        return
+    if _grad_enabled:  # create_graph: the sum must be part of the graph
+        entry[slot] = old + g
+        return
+    k = (key, slot)
+    if owned.get(k) and old.data.shape == g.data.shape:
+        old.data += g.data
+    else:
+        entry[slot] = _make(old.data + g.data, False)
+        owned[k] = True
+
+
+def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor | None], retain_graph: bool,
+                 create_graph: bool, inputs: Sequence[Tensor] | None = None,
+                 allow_unused: bool = True) -> tuple | None:
+    """Reverse-mode sweep from `roots`. Without `inputs`, accumulate into leaves' `.grad`; with
+    `inputs`, return their gradients instead (tinygrad_rnn.grad) and touch no `.grad`."""
+    global _grad_enabled
+    heap: list = []
+    pending: dict = {}           # Function -> [grad per output]
+    owned: dict = {}
+    leaves: dict = {}            # id(leaf) -> [leaf]; gradients in leaf_grads
+    leaf_grads: dict = {}
+    want: dict = {}              # for grad(): (id(fn), out_index) or id(leaf) -> position
+    captured: list = [None] * (len(inputs) if inputs is not None else 0)
+    if inputs is not None:
+        for pos, t in enumerate(inputs):
+            if not isinstance(t, Tensor) or not t.requires_grad:
+                raise GradError(f"grad: input {pos} does not require grad; only tensors with "
+                                f"requires_grad=True (or results computed from them) have gradients")
+            want[(id(t.creator), t.out_index) if t.creator is not None else id(t)] = pos
+
+    for root, g in zip(roots, grads):
+        if root.creator is None:
+            if root.requires_grad:
+                leaves[id(root)] = root
+                _accumulate(leaf_grads, id(root), 0, 1, g, owned)
+            continue
+        fn = root.creator
+        if fn not in pending:
+            heapq.heappush(heap, (-fn.generation, -fn.index, fn))
+        _accumulate(pending, fn, root.out_index, len(fn.out_meta), g, owned)
+
+    prev_mode = _grad_enabled
+    _grad_enabled = create_graph
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # the graph has no cycles; a collection pass over 1e5 live nodes is pure cost
+    visit = 0
+    record = _record_grads
+    try:
+        while heap:
+            fn = heapq.heappop(heap)[2]
+            gys = pending.pop(fn)
+            if fn.freed:
+                raise GraphFreedError(
+                    f"backward through the graph a second time: the arrays saved by {fn.name!r} "
+                    f"(tags: {describe_tags(fn.tags)}) were freed after the first backward. Pass "
+                    f"retain_graph=True to the first backward if you really need two, or, when "
+                    f"carrying a hidden state across iterations (truncated BPTT), cut the graph "
+                    f"with h = h.detach() before the next forward")
+            fn.visit = visit
+            visit += 1
+            if fn.post is not None:
+                gys = _run_post(fn, gys)
+            if want:
+                for i, g in enumerate(gys):
+                    pos = want.get((id(fn), i))
+                    if pos is not None and g is not None:
+                        captured[pos] = g
+            gxs = fn.backward(*gys) if len(gys) > 1 else fn.backward(gys[0])
+            if type(gxs) is not tuple:
+                gxs = (gxs,)
+            if _anomaly:
+                _check_finite(fn, [g.data if g is not None else None for g in gxs], "backward",
+                              [g.data if g is not None else None for g in gys])
+            if record:
+                fn.grad_out_norms = tuple(_norm(g) for g in gys)
+                fn.grad_in_norms = tuple(_norm(g) if p is not None else None
+                                         for p, g in zip(fn.next, gxs))
+            for parent, gx in zip(fn.next, gxs):
+                if parent is None or gx is None:
+                    continue
+                node, idx = parent
+                if isinstance(node, Function):
+                    shape, dtype = node.out_meta[idx]
+                else:
+                    shape, dtype = node.data.shape, node.data.dtype
+                if gx.data.shape != shape:
+                    gx = _sum_to(gx, shape)
+                if gx.data.dtype != dtype:
+                    gx = gx.to(dtype=dtype) if create_graph else _make(gx.data.astype(dtype), False)
+                if isinstance(node, Function):
+                    if node not in pending:
+                        heapq.heappush(heap, (-node.generation, -node.index, node))
+                    _accumulate(pending, node, idx, len(node.out_meta), gx, owned)
+                else:
+                    leaves[id(node)] = node
+                    _accumulate(leaf_grads, id(node), 0, 1, gx, owned)
+            if not retain_graph:
+                fn.release()
+        for key, leaf in leaves.items():
+            g = leaf_grads[key][0]
+            if leaf._hooks:
+                for hook in leaf._hooks:
+                    r = hook(g)
+                    if r is not None:
+                        g = r
+                        owned[(key, 0)] = False
+            if want:
+                pos = want.get(key)
+                if pos is not None:
+                    captured[pos] = g
+                continue
+            if leaf.grad is None:
+                if create_graph:
+                    leaf.grad = g
+                else:
+                    leaf.grad = _make(g.data if owned.get((key, 0)) else g.data.copy(), False)
+            elif create_graph:
+                leaf.grad = leaf.grad + g
+            else:
+                leaf.grad.data += g.data
+    finally:
+        _grad_enabled = prev_mode
+        if gc_was_enabled:
+            gc.enable()
+    if inputs is None:
+        return None
+    for pos, g in enumerate(captured):
+        if g is None:
+            if not allow_unused:
+                raise GradError(f"grad: input {pos} (shape {fmt_shape(inputs[pos].shape)}) is not "
+                                f"reachable from the outputs; pass allow_unused=True to get None")
+        elif not create_graph and g.requires_grad:
+            captured[pos] = g.detach()
+    return tuple(captured)
+
+
+def _norm(g: Tensor | None) -> float | None:
+    if g is None:
+        return None
+    xp = _array_module(g.data)
+    return float(xp.sqrt((g.data.astype(xp.float64) ** 2).sum()))
+
+
+def _run_post(fn: Function, gys: list) -> list:
+    """Hooks and retain_grad() of non-leaf outputs: their gradient is final when fn is popped."""
+    gys = list(gys)
+    for i, (ref, hooks) in fn.post.items():
+        g = gys[i]
+        if g is None:
+            continue
+        for hook in hooks:
+            r = hook(g)
+            if r is not None:
+                g = r
+        gys[i] = g
+        t = ref() if ref is not None else None
+        if t is not None:
+            gd = g if _grad_enabled else g.detach()
+            t.grad = gd if t.grad is None else t.grad + gd
+    return gys
+
+
+def backward(root: Tensor, grad: Any = None, retain_graph: bool = False, create_graph: bool = False) -> None:
+    """Tensor.backward: accumulate d(root)/d(leaf) into every leaf's `.grad`."""
+    g = _root_grad(root, grad, "backward")
+    run_backward([root], [g], retain_graph or create_graph, create_graph)
+
+
+def _root_grad(root: Tensor, grad: Any, what: str) -> Tensor:
+    if not isinstance(root, Tensor):
+        raise TypeError(f"{what}: expected a Tensor, got {type(root).__name__}")
+    if not root.requires_grad:
+        raise GradError(f"{what}: this tensor (shape {fmt_shape(root.shape)}) does not require grad "
+                        f"and has no graph: none of the tensors it was computed from had "
+                        f"requires_grad=True, or it was computed under no_grad()")
+    if grad is None:
+        if root.data.size != 1:
+            raise GradError(f"{what}: grad can be created implicitly only for a scalar, but the output "
+                            f"has shape {fmt_shape(root.shape)}; reduce it first (e.g. loss.sum() or "
+                            f"loss.mean()) or pass grad=a tensor of shape {fmt_shape(root.shape)}")
+        xp = _array_module(root.data)
+        return _make(xp.ones(root.data.shape, dtype=root.data.dtype), False)
+    if not isinstance(grad, Tensor):
+        grad = _const_like(grad, root.data, what)
+    if grad.shape != root.shape:
+        raise ShapeError(f"{what}: grad has shape {fmt_shape(grad.shape)} but the output has shape "
+                         f"{fmt_shape(root.shape)}; they must be equal")
+    _check_same_device(what, root, grad)
+    return grad
+
+
+def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
+         grad_outputs: Any = None, retain_graph: bool | None = None, create_graph: bool = False,
+         allow_unused: bool = False) -> tuple:
+    """Gradients of `outputs` with respect to `inputs`, as a tuple; no `.grad` is touched."""
+    outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is None or isinstance(grad_outputs, Tensor):
+        gos = [grad_outputs] * len(outs) if grad_outputs is None else [grad_outputs]
+    else:
+        gos = list(grad_outputs)
+    if len(gos) != len(outs):
+        raise GradError(f"grad: {len(outs)} outputs but {len(gos)} grad_outputs")
+    gs = [_root_grad(o, g, "grad") for o, g in zip(outs, gos)]
+    if retain_graph is None:
+        retain_graph = create_graph
+    return run_backward(outs, gs, retain_graph, create_graph, inputs=ins, allow_unused=allow_unused)
+
+
+def iter_graph(roots: Iterable[Tensor]) -> list:
+    """Every Function reachable from `roots`, iteratively, in creation order (for viz and tools)."""
+    seen: set = set()
+    stack = [r.creator for r in roots if r.creator is not None]
+    out = []
+    while stack:
+        fn = stack.pop()
+        if id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        out.append(fn)
+        for p in fn.next:
+            if p is not None and isinstance(p[0], Function):
+                stack.append(p[0])
+    out.sort(key=lambda f: f.index)
+    return out

@@ -1,0 +1,180 @@
+"""Backend selection: the only module that imports CuPy. NumPy on "cpu", CuPy on "cuda[:N]".
+
+Everything else takes its array module from its inputs via `array_module` (or a Function's `xp`),
+so op code is written once for both libraries. Where NumPy and CuPy differ (scatter-add, RNG),
+the difference is one function here.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import DeviceError
+
+ndarray = np.ndarray
+_cupy: Any = None          # the cupy module once imported, else None
+_cupy_failed: str = ""     # why importing cupy failed, for the error message
+
+INSTALL_HINT = ('install CuPy for your CUDA version, e.g. pip install -e ".[cuda12]" '
+                '(cupy-cuda12x) or ".[cuda13]" (cupy-cuda13x)')
+
+
+def _import_cupy() -> Any:
+    global _cupy, _cupy_failed
+    if _cupy is None and not _cupy_failed:
+        try:
+            import cupy  # noqa: PLC0415 - imported lazily: NumPy-only users never pay for it
+            _cupy = cupy
+        except Exception as e:  # ImportError, or a broken CUDA install raising anything
+            _cupy_failed = f"{type(e).__name__}: {e}"
+    return _cupy
+
+
+def cuda_available() -> bool:
+    """True when CuPy imports and sees at least one GPU."""
+    cp = _import_cupy()
+    if cp is None:
+        return False
+    try:
+        return cp.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def normalize_device(device: Any) -> str:
+    """'cpu', 'cuda', 'cuda:1', None (-> 'cpu') -> canonical 'cpu' / 'cuda:N'; checks availability."""
+    if device is None:
+        return "cpu"
+    d = str(device).strip().lower()
+    if d == "cpu":
+        return "cpu"
+    if d == "cuda" or d.startswith("cuda:"):
+        idx = 0
+        if d.startswith("cuda:"):
+            try:
+                idx = int(d[5:])
+            except ValueError:
+                raise DeviceError(f"device {device!r} is not understood: use 'cpu', 'cuda' or 'cuda:N'") from None
+        cp = _import_cupy()
+        if cp is None:
+            raise DeviceError(f"device {device!r} needs CuPy, which could not be imported "
+                              f"({_cupy_failed}); {INSTALL_HINT}, or use device='cpu'")
+        try:
+            n = cp.cuda.runtime.getDeviceCount()
+        except Exception as e:
+            raise DeviceError(f"device {device!r}: CuPy is installed but no usable GPU/driver was found "
+                              f"({type(e).__name__}: {e}); use device='cpu'") from None
+        if idx >= n:
+            raise DeviceError(f"device {device!r}: only {n} GPU(s) visible (cuda:0..cuda:{n - 1})")
+        return f"cuda:{idx}"
+    raise DeviceError(f"device {device!r} is not understood: use 'cpu', 'cuda' or 'cuda:N'")
+
+
+def is_cpu_array(a: Any) -> bool:
+    return isinstance(a, (np.ndarray, np.generic))
+
+
+def is_array(a: Any) -> bool:
+    if isinstance(a, (np.ndarray, np.generic)):
+        return True
+    return _cupy is not None and isinstance(a, _cupy.ndarray)
+
+
+def array_module(a: Any) -> Any:
+    """numpy or cupy, whichever owns the array `a`."""
+    if isinstance(a, np.ndarray):
+        return np
+    if _cupy is not None and isinstance(a, _cupy.ndarray):
+        return _cupy
+    return np
+
+
+def device_of(a: Any) -> str:
+    if isinstance(a, np.ndarray):
+        return "cpu"
+    if _cupy is not None and isinstance(a, _cupy.ndarray):
+        return f"cuda:{a.device.id}"
+    return "cpu"
+
+
+def xp_for(device: str) -> Any:
+    """The array module for a canonical device string."""
+    return np if device == "cpu" else _cupy
+
+
+def to_device(a: Any, device: str) -> Any:
+    """Copy (if needed) array `a` onto canonical `device`."""
+    if device == "cpu":
+        return to_numpy(a)
+    cp = _cupy
+    idx = int(device[5:])
+    if isinstance(a, cp.ndarray) and a.device.id == idx:
+        return a
+    with cp.cuda.Device(idx):
+        return cp.asarray(a)
+
+
+def to_numpy(a: Any) -> np.ndarray:
+    """The only device -> host copy in the package."""
+    if isinstance(a, np.ndarray):
+        return a
+    if _cupy is not None and isinstance(a, _cupy.ndarray):
+        return _cupy.asnumpy(a)
+    return np.asarray(a)
+
+
+def as_array(y: Any, xp: Any) -> Any:
+    """NumPy reductions return scalars (np.float32), not 0-d arrays; make every result an array."""
+    return np.asarray(y) if isinstance(y, np.generic) else y
+
+
+def scatter_add(target: Any, index: Any, values: Any) -> None:
+    """target[index] += values, with repeated indices summed (np.add.at / cupyx.scatter_add)."""
+    if isinstance(target, np.ndarray):
+        np.add.at(target, index, values)
+        return
+    import cupyx  # noqa: PLC0415 - only reached with CuPy arrays
+    if hasattr(_cupy.add, "at"):
+        _cupy.add.at(target, index, values)
+    else:  # CuPy < 13
+        cupyx.scatter_add(target, index, values)
+
+
+# ----------------------------------------------------------------------------------- random numbers
+# One seed drives one NumPy Generator (CPU) and one CuPy generator per GPU, created on first use,
+# so manual_seed(n) makes every random factory, initialiser and dropout mask reproducible.
+_seed: int | None = None
+_rngs: dict[str, Any] = {}
+
+
+def manual_seed(seed: int) -> None:
+    """Seed every random number generator of the library (CPU and all GPUs)."""
+    global _seed
+    _seed = int(seed)
+    _rngs.clear()
+
+
+def rng(device: str = "cpu") -> Any:
+    """The generator for `device` (numpy.random.Generator or cupy.random.Generator)."""
+    g = _rngs.get(device)
+    if g is None:
+        if device == "cpu":
+            g = np.random.default_rng(_seed)
+        else:
+            with _cupy.cuda.Device(int(device[5:])):
+                g = _cupy.random.default_rng(_seed)
+        _rngs[device] = g
+    return g
+
+
+def get_rng_state() -> dict:
+    """Serializable RNG state (CPU generator only; GPU streams restart from the seed)."""
+    return {"seed": _seed, "cpu": rng("cpu").bit_generator.state}
+
+
+def set_rng_state(state: dict) -> None:
+    global _seed
+    _seed = state.get("seed")
+    _rngs.clear()
+    rng("cpu").bit_generator.state = state["cpu"]

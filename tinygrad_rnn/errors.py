@@ -1,0 +1,42 @@
+"""Exception types and message helpers. Imports nothing from the package.
+
+Every error a user can cause names the operation, the shapes/dtypes/devices involved and a fix.
+"""
+from __future__ import annotations
+
+
+class TinygradRNNError(Exception):
+    """Base class of every error raised on purpose by tinygrad_rnn."""
+
+
+class ShapeError(TinygradRNNError, ValueError):
+    """Shapes that do not fit an operation (matmul, broadcasting, cat, a layer's input...)."""
+
+
+class DeviceError(TinygradRNNError, RuntimeError):
+    """Tensors on different devices, or a device that is not available."""
+
+
+class DTypeError(TinygradRNNError, TypeError):
+    """A dtype that an operation cannot take (e.g. integer data asked to require grad)."""
+
+
+class GraphFreedError(TinygradRNNError, RuntimeError):
+    """A second backward through a graph whose saved arrays were released."""
+
+
+class GradError(TinygradRNNError, RuntimeError):
+    """Misuse of backward/grad: non-scalar root without grad, no path to an input..."""
+
+
+class AnomalyError(TinygradRNNError, FloatingPointError):
+    """NaN/Inf found by detect_anomaly()."""
+
+
+class CheckpointError(TinygradRNNError, ValueError):
+    """A checkpoint file that is truncated, corrupted or not a tinygrad_rnn checkpoint."""
+
+
+def fmt_shape(shape: tuple) -> str:
+    """(3, 4) -> '(3, 4)', () -> '()' (a scalar)."""
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"

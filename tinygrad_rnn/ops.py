@@ -1,0 +1,1018 @@
+"""Every primitive op: one `Function` subclass each, forward on arrays (`self.xp`), backward in
+Tensor ops (so it is differentiable again). Then the functional API and the Tensor methods.
+
+Imports: errors, backend, tensor, autograd. Adding an op touches this file only: write the class,
+a functional wrapper, and bind it at the bottom (plus a row in tests/test_ops.py).
+Broadcasting is reduced once, in the engine: binary ops return gradients of the output's shape.
+"""
+from __future__ import annotations
+
+import builtins as _b
+from collections import namedtuple
+from typing import Any, Sequence
+
+from . import autograd, backend
+from .autograd import Function
+from .errors import DTypeError, ShapeError, fmt_shape
+from .tensor import Tensor, as_dtype
+
+_make = Tensor._make
+OPS: dict[str, type] = {}
+
+
+def register(name: str):
+    """Class decorator: name the op (graph label, error messages) and record it in OPS."""
+    def deco(cls: type) -> type:
+        cls.name = name
+        OPS[name] = cls
+        return cls
+    return deco
+
+
+def _const(a: Any) -> Tensor:
+    return _make(a, False)
+
+
+def _norm_dim(dim: int, ndim: int, op: str) -> int:
+    if not -ndim <= dim < _b.max(ndim, 1):
+        raise IndexError(f"{op}: dim {dim} is out of range for a tensor with {ndim} dimension(s) "
+                         f"(valid: {-ndim}..{ndim - 1})")
+    return dim % ndim if ndim else 0
+
+
+def _norm_dims(dim: Any, ndim: int, op: str) -> tuple | None:
+    if dim is None:
+        return None
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    out = tuple(sorted(_norm_dim(d, ndim, op) for d in dims))
+    if len(set(out)) != len(out):
+        raise ValueError(f"{op}: dim {dim} repeats a dimension")
+    return out
+
+
+def _shape_arg(shape: tuple) -> tuple:
+    """f(2, 3) and f((2, 3)) both mean shape (2, 3), as in PyTorch."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        return tuple(int(s) for s in shape[0])
+    return tuple(int(s) for s in shape)
+
+
+# ================================================================================ elementwise, binary
+@register("add")
+class Add(Function):
+    def forward(self, a, b):
+        return a + b
+
+    def backward(self, gy):
+        return gy, gy
+
+
+@register("sub")
+class Sub(Function):
+    def forward(self, a, b):
+        return a - b
+
+    def backward(self, gy):
+        return gy, (-gy if self.next[1] is not None else None)
+
+
+@register("mul")
+class Mul(Function):
+    save_inputs = (0, 1)
+
+    def forward(self, a, b):
+        return a * b
+
+    def backward(self, gy):
+        a, b = self.saved
+        n = self.next
+        return (gy * b if n[0] is not None else None), (gy * a if n[1] is not None else None)
+
+
+@register("div")
+class Div(Function):
+    save_inputs = (1,)
+    save_output = True
+
+    def forward(self, a, b):
+        return a / b
+
+    def backward(self, gy):
+        (b,) = self.saved
+        ga = gy / b
+        return ga, (-(ga * self.output()) if self.next[1] is not None else None)
+
+
+@register("pow")
+class Pow(Function):
+    """a ** b with both tensors (b may be a constant made from a number)."""
+    save_inputs = (0, 1)
+    save_output = True
+
+    def forward(self, a, b):
+        return a ** b
+
+    def backward(self, gy):
+        a, b = self.saved
+        n = self.next
+        ga = gy * b * a ** (b - 1) if n[0] is not None else None
+        gb = gy * self.output() * log(a) if n[1] is not None else None
+        return ga, gb
+
+
+@register("pow_scalar")
+class PowScalar(Function):
+    """x ** c with a Python number c (the common case: no gradient to the exponent)."""
+    save_inputs = (0,)
+
+    def __init__(self, c: float) -> None:
+        self.c = c
+
+    def forward(self, x):
+        return x ** self.c
+
+    def backward(self, gy):
+        (x,) = self.saved
+        c = self.c
+        return gy * (c * x) if c == 2 else gy * c * x ** (c - 1)
+
+
+@register("maximum")
+class Maximum(Function):
+    """Elementwise max; at ties the gradient is split evenly between both inputs."""
+
+    def forward(self, a, b):
+        xp = self.xp
+        y = xp.maximum(a, b)
+        w = (a > b).astype(y.dtype)
+        w += 0.5 * (a == b)
+        self.keep = w
+        return y
+
+    def backward(self, gy):
+        w = self.keep
+        return gy * _const(w), gy * _const(1 - w)
+
+
+@register("minimum")
+class Minimum(Function):
+    def forward(self, a, b):
+        xp = self.xp
+        y = xp.minimum(a, b)
+        w = (a < b).astype(y.dtype)
+        w += 0.5 * (a == b)
+        self.keep = w
+        return y
+
+    def backward(self, gy):
+        w = self.keep
+        return gy * _const(w), gy * _const(1 - w)
+
+
+@register("where")
+class Where(Function):
+    """where(cond, a, b); `cond` is a boolean array (not differentiable)."""
+
+    def __init__(self, cond: Any) -> None:
+        self.cond = cond
+
+    def forward(self, a, b):
+        return self.xp.where(self.cond, a, b)
+
+    def backward(self, gy):
+        zero = _const(self.xp.zeros((), dtype=gy.dtype))
+        n = self.next
+        return (Where(self.cond)(gy, zero) if n[0] is not None else None,
+                Where(self.cond)(zero, gy) if n[1] is not None else None)
+
+
+# =============================================================================== elementwise, unary
+@register("neg")
+class Neg(Function):
+    def forward(self, x):
+        return -x
+
+    def backward(self, gy):
+        return -gy
+
+
+@register("exp")
+class Exp(Function):
+    save_output = True
+
+    def forward(self, x):
+        return self.xp.exp(x)
+
+    def backward(self, gy):
+        return gy * self.output()
+
+
+@register("log")
+class Log(Function):
+    save_inputs = (0,)
+
+    def forward(self, x):
+        return self.xp.log(x)
+
+    def backward(self, gy):
+        return gy / self.saved[0]
+
+
+@register("sqrt")
+class Sqrt(Function):
+    save_output = True
+
+    def forward(self, x):
+        return self.xp.sqrt(x)
+
+    def backward(self, gy):
+        return gy / (self.output() * 2)
+
+
+@register("abs")
+class Abs(Function):
+    def forward(self, x):
+        self.keep = self.xp.sign(x)
+        return self.xp.abs(x)
+
+    def backward(self, gy):
+        return gy * _const(self.keep)
+
+
+@register("tanh")
+class Tanh(Function):
+    save_output = True
+
+    def forward(self, x):
+        return self.xp.tanh(x)
+
+    def backward(self, gy):
+        y = self.output()
+        return gy * (1 - y * y)
+
+
+@register("sigmoid")
+class Sigmoid(Function):
+    """sigmoid(x) = (1 + tanh(x/2)) / 2: the same function as 1/(1+exp(-x)), but it never
+    overflows for large |x| (exp(-x) does at x < -88 in float32), and costs one transcendental."""
+    save_output = True
+
+    def forward(self, x):
+        y = self.xp.tanh(x * 0.5)
+        y *= 0.5
+        y += 0.5
+        return y
+
+    def backward(self, gy):
+        y = self.output()
+        return gy * y * (1 - y)
+
+
+@register("relu")
+class Relu(Function):
+    def forward(self, x):
+        m = x > 0
+        self.keep = m
+        return x * m
+
+    def backward(self, gy):
+        return gy * _const(self.keep.astype(gy.dtype))
+
+
+@register("clamp")
+class Clamp(Function):
+    """clamp(x, min, max); the gradient passes where min <= x <= max."""
+
+    def __init__(self, lo: float | None, hi: float | None) -> None:
+        self.lo, self.hi = lo, hi
+
+    def forward(self, x):
+        y = self.xp.clip(x, self.lo, self.hi)
+        self.keep = (y == x)
+        return y
+
+    def backward(self, gy):
+        return gy * _const(self.keep.astype(gy.dtype))
+
+
+@register("cast")
+class Cast(Function):
+    def __init__(self, dtype: Any) -> None:
+        self.dtype = dtype
+
+    def forward(self, x):
+        self.src = x.dtype
+        return x.astype(self.dtype)
+
+    def backward(self, gy):
+        return Cast(self.src)(gy)
+
+
+@register("to_device")
+class ToDevice(Function):
+    def __init__(self, device: str) -> None:
+        self.device = device
+
+    def forward(self, x):
+        self.src = backend.device_of(x)
+        return backend.to_device(x, self.device)
+
+    def backward(self, gy):
+        return ToDevice(self.src)(gy)
+
+
+@register("clone")
+class Clone(Function):
+    def forward(self, x):
+        return x.copy()
+
+    def backward(self, gy):
+        return gy
+
+
+# ========================================================================================= reduce
+@register("sum")
+class Sum(Function):
+    def __init__(self, dims: tuple | None, keepdim: bool) -> None:
+        self.dims, self.keepdim = dims, keepdim
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        return x.sum(axis=self.dims, keepdims=self.keepdim)
+
+    def backward(self, gy):
+        if not self.keepdim and self.dims is not None:
+            gy = gy.reshape(_kept_shape(self.in_shape, self.dims))
+        return broadcast_to(gy, self.in_shape)
+
+
+def _kept_shape(shape: tuple, dims: tuple | None) -> tuple:
+    if dims is None:
+        return (1,) * len(shape)
+    return tuple(1 if i in dims else s for i, s in enumerate(shape))
+
+
+class _Extremum(Function):
+    """amax/amin: the gradient goes to the extreme elements, split evenly among ties."""
+
+    def __init__(self, dims: tuple | None, keepdim: bool) -> None:
+        self.dims, self.keepdim = dims, keepdim
+
+    def forward(self, x):
+        y = self.reduce(x, axis=self.dims, keepdims=True)
+        m = (x == y).astype(x.dtype)
+        m /= m.sum(axis=self.dims, keepdims=True)
+        self.keep = m
+        return y if self.keepdim else y.reshape(_drop_dims(y.shape, self.dims))
+
+    def backward(self, gy):
+        m = self.keep
+        if not self.keepdim:
+            gy = gy.reshape(_kept_shape(m.shape, self.dims))
+        return gy * _const(m)
+
+
+def _drop_dims(shape: tuple, dims: tuple | None) -> tuple:
+    return () if dims is None else tuple(s for i, s in enumerate(shape) if i not in dims)
+
+
+@register("amax")
+class Amax(_Extremum):
+    @staticmethod
+    def reduce(x, **kw):
+        return x.max(**kw)
+
+
+@register("amin")
+class Amin(_Extremum):
+    @staticmethod
+    def reduce(x, **kw):
+        return x.min(**kw)
+
+
+# ============================================================================ movement and indexing
+@register("reshape")
+class Reshape(Function):
+    def __init__(self, shape: tuple) -> None:
+        self.shape = shape
+
+    def check(self, x):
+        known = 1
+        for s in self.shape:
+            known *= s if s != -1 else 1
+        n_free = _b.sum(1 for s in self.shape if s == -1)
+        ok = n_free <= 1 and all(s >= -1 for s in self.shape) and (
+            known == x.size if n_free == 0 else known != 0 and x.size % known == 0)
+        if not ok:
+            raise ShapeError(f"reshape: cannot reshape a tensor of shape {fmt_shape(x.shape)} "
+                             f"({x.size} elements) to {fmt_shape(self.shape)}; the number of elements "
+                             f"must stay the same (at most one -1)")
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        return x.reshape(self.shape)
+
+    def backward(self, gy):
+        return gy.reshape(self.in_shape)
+
+
+@register("permute")
+class Permute(Function):
+    def __init__(self, dims: tuple) -> None:
+        self.dims = dims
+
+    def forward(self, x):
+        return x.transpose(self.dims)
+
+    def backward(self, gy):
+        inv = [0] * len(self.dims)
+        for i, d in enumerate(self.dims):
+            inv[d] = i
+        return gy.permute(*inv)
+
+
+@register("broadcast_to")
+class BroadcastTo(Function):
+    def __init__(self, shape: tuple) -> None:
+        self.shape = shape
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        return self.xp.broadcast_to(x, self.shape)
+
+    def backward(self, gy):
+        return sum_to(gy, self.in_shape)
+
+
+@register("sum_to")
+class SumTo(Function):
+    """Sum a broadcast array back down to `shape` (the adjoint of broadcast_to)."""
+
+    def __init__(self, shape: tuple) -> None:
+        self.shape = shape
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        shape = self.shape
+        lead = x.ndim - len(shape)
+        axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape)
+                                          if s == 1 and x.shape[lead + i] != 1)
+        y = x.sum(axis=axes, keepdims=True) if axes else x
+        return y.reshape(shape) if lead else y
+
+    def backward(self, gy):
+        return broadcast_to(gy, self.in_shape)
+
+
+def _is_basic_index(index: tuple) -> bool:
+    return all(isinstance(i, (int, slice)) or i is None or i is Ellipsis for i in index)
+
+
+def _prepare_index(index: Any, x: Tensor) -> tuple:
+    """Turn a user index into a tuple of ints/slices/None/Ellipsis/arrays on x's device."""
+    if not isinstance(index, tuple):
+        index = (index,)
+    out = []
+    for i in index:
+        if isinstance(i, Tensor):
+            i = i.data
+        elif isinstance(i, (list,)) or backend.is_cpu_array(i) and x.device != "cpu":
+            i = backend.to_device(backend.np.asarray(i), x.device)
+        if backend.is_array(i):
+            if i.dtype.kind == "f":
+                raise IndexError(f"getitem: tensors used as indices must be integer or bool, got "
+                                 f"{i.dtype}; convert with .long()")
+            if backend.device_of(i) != x.device:
+                raise backend.DeviceError(f"getitem: index on {backend.device_of(i)} for a tensor on "
+                                          f"{x.device}; move the index with .to({x.device!r})")
+        out.append(i)
+    return tuple(out)
+
+
+def _check_index_range(index: tuple, shape: tuple) -> None:
+    """CuPy wraps out-of-range integer-array indices silently: check on both backends."""
+    dim = 0
+    n_specified = _b.sum(1 for i in index if i is not None and i is not Ellipsis and not (
+        backend.is_array(i) and i.dtype == bool))
+    for i in index:
+        if i is Ellipsis:
+            dim += len(shape) - n_specified - _b.sum(
+                i2.ndim - 1 for i2 in index if backend.is_array(i2) and i2.dtype == bool)
+            continue
+        if i is None:
+            continue
+        if dim >= len(shape):
+            raise IndexError(f"getitem: too many indices for a tensor of shape {fmt_shape(shape)}")
+        if backend.is_array(i) and i.dtype == bool:
+            if i.shape != shape[dim:dim + i.ndim]:
+                raise IndexError(f"getitem: boolean mask of shape {fmt_shape(i.shape)} does not match "
+                                 f"the indexed dimensions {fmt_shape(shape[dim:dim + i.ndim])} of a tensor "
+                                 f"of shape {fmt_shape(shape)}")
+            dim += i.ndim
+            continue
+        n = shape[dim]
+        if isinstance(i, int) or backend.is_array(i):
+            xp = backend.array_module(i) if backend.is_array(i) else backend.np
+            if backend.is_array(i) and i.size == 0:
+                dim += 1
+                continue
+            lo, hi = (int(xp.min(i)), int(xp.max(i))) if backend.is_array(i) else (i, i)
+            if lo < -n or hi >= n:
+                bad = hi if hi >= n else lo
+                raise IndexError(f"getitem: index {bad} is out of range for dimension {dim} of size {n} "
+                                 f"(tensor shape {fmt_shape(shape)}); valid indices are {-n}..{n - 1}")
+        dim += 1
+
+
+@register("getitem")
+class GetItem(Function):
+    def __init__(self, index: tuple) -> None:
+        self.index = index
+
+    def check(self, x):
+        if not _is_basic_index(self.index) or any(isinstance(i, int) for i in self.index):
+            _check_index_range(self.index, x.shape)
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        return x[self.index]
+
+    def backward(self, gy):
+        return IndexAdd(self.index, self.in_shape)(gy)
+
+
+@register("index_add")
+class IndexAdd(Function):
+    """zeros(shape) with gy added at `index` (repeated indices summed): getitem's backward."""
+
+    def __init__(self, index: tuple, shape: tuple) -> None:
+        self.index, self.shape = index, shape
+
+    def forward(self, gy):
+        gx = self.xp.zeros(self.shape, dtype=gy.dtype)
+        if _is_basic_index(self.index):
+            gx[self.index] = gy  # basic indexing selects each element at most once
+        else:
+            backend.scatter_add(gx, self.index, gy)
+        return gx
+
+    def backward(self, ggx):
+        return ggx[self.index]
+
+
+@register("cat")
+class Cat(Function):
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+
+    def check(self, *xs):
+        ref = xs[0]
+        for k, x in enumerate(xs):
+            if x.ndim != ref.ndim or any(a != b for i, (a, b) in enumerate(zip(x.shape, ref.shape))
+                                         if i != self.dim):
+                shapes = ", ".join(fmt_shape(x.shape) for x in xs)
+                raise ShapeError(f"cat: tensor {k} has shape {fmt_shape(x.shape)} but tensor 0 has "
+                                 f"{fmt_shape(ref.shape)}; all shapes must match except in dim "
+                                 f"{self.dim} (shapes: {shapes})")
+
+    def forward(self, *xs):
+        self.sizes = [x.shape[self.dim] for x in xs]
+        return self.xp.concatenate(xs, axis=self.dim)
+
+    def backward(self, gy):
+        return Split(self.sizes, self.dim)(gy)
+
+
+@register("stack")
+class Stack(Function):
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+
+    def check(self, *xs):
+        for k, x in enumerate(xs):
+            if x.shape != xs[0].shape:
+                raise ShapeError(f"stack: tensor {k} has shape {fmt_shape(x.shape)} but tensor 0 has "
+                                 f"{fmt_shape(xs[0].shape)}; stack needs equal shapes")
+
+    def forward(self, *xs):
+        return self.xp.stack(xs, axis=self.dim)
+
+    def backward(self, gy):
+        return Unbind(self.dim)(gy)
+
+
+@register("split")
+class Split(Function):
+    """Split along `dim` into pieces of the given sizes (views). Backward is one concatenation,
+    which is why a time loop should take steps from split/unbind, not from x[t] (see docs)."""
+
+    def __init__(self, sizes: Sequence[int], dim: int) -> None:
+        self.sizes, self.dim = list(sizes), dim
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        bounds = []
+        acc = 0
+        for s in self.sizes[:-1]:
+            acc += s
+            bounds.append(acc)
+        return tuple(self.xp.split(x, bounds, axis=self.dim))
+
+    def backward(self, *gys):
+        return Cat(self.dim)(*_fill_missing(gys, self.xp, self.in_shape, self.dim, self.sizes))
+
+
+def _fill_missing(gys: Sequence, xp: Any, in_shape: tuple, dim: int, sizes: Sequence[int] | None) -> list:
+    """Gradients of unused outputs of split/unbind arrive as None: use zeros of the right shape."""
+    dtype = next(g.dtype for g in gys if g is not None)
+    out = []
+    for k, g in enumerate(gys):
+        if g is None:
+            shape = list(in_shape)
+            if sizes is None:
+                del shape[dim]
+            else:
+                shape[dim] = sizes[k]
+            g = _const(xp.zeros(tuple(shape), dtype=dtype))
+        out.append(g)
+    return out
+
+
+@register("unbind")
+class Unbind(Function):
+    """Remove `dim`, returning each slice (views): x -> x[0], x[1], ...; backward is one stack."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        moved = self.xp.moveaxis(x, self.dim, 0) if self.dim else x
+        return tuple(moved[i] for i in range(x.shape[self.dim]))
+
+    def backward(self, *gys):
+        return Stack(self.dim)(*_fill_missing(gys, self.xp, self.in_shape, self.dim, None))
+
+
+# ========================================================================================= matmul
+@register("matmul")
+class Matmul(Function):
+    """a @ b with NumPy semantics: 1-D operands are promoted, batch dimensions broadcast."""
+    save_inputs = (0, 1)
+
+    def check(self, a, b):
+        if a.ndim == 0 or b.ndim == 0:
+            raise ShapeError(f"matmul: both operands need at least 1 dimension, got shapes "
+                             f"{fmt_shape(a.shape)} and {fmt_shape(b.shape)}; use * for scaling")
+        k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
+        if a.shape[-1] != k_b:
+            raise ShapeError(f"matmul: shapes {fmt_shape(a.shape)} and {fmt_shape(b.shape)} do not "
+                             f"fit: the last dim of the first ({a.shape[-1]}) must equal the "
+                             f"{'first' if b.ndim == 1 else 'second-to-last'} dim of the second ({k_b})")
+
+    def forward(self, a, b):
+        return a @ b
+
+    def backward(self, gy):
+        a, b = self.saved
+        n = self.next
+        if a.ndim == 1 and b.ndim == 1:
+            return (gy * b if n[0] is not None else None), (gy * a if n[1] is not None else None)
+        if a.ndim == 1:   # (k,) @ (..., k, m) -> (..., m)
+            gy2 = gy.unsqueeze(-2)
+            ga = (gy2 @ b.mT).reshape(-1, a.shape[0]).sum(0) if n[0] is not None else None
+            gb = a.unsqueeze(-1) @ gy2 if n[1] is not None else None
+            return ga, gb
+        if b.ndim == 1:   # (..., n, k) @ (k,) -> (..., n)
+            gy2 = gy.unsqueeze(-1)
+            ga = gy2 @ b.unsqueeze(0) if n[0] is not None else None
+            gb = (a.mT @ gy2).reshape(-1, b.shape[0]).sum(0) if n[1] is not None else None
+            return ga, gb
+        return (gy @ b.mT if n[0] is not None else None), (a.mT @ gy if n[1] is not None else None)
+
+
+# ======================================================================== functional API (public)
+def _t(x: Any, op: str) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: expected a Tensor, got {type(x).__name__}")
+    return x
+
+
+def add(a, b): return Add()(a, b)
+def sub(a, b): return Sub()(a, b)
+def mul(a, b): return Mul()(a, b)
+def div(a, b): return Div()(a, b)
+def neg(x): return Neg()(x)
+def exp(x): return Exp()(x)
+def log(x): return Log()(x)
+def sqrt(x): return Sqrt()(x)
+def abs(x): return Abs()(x)  # noqa: A001 - PyTorch's name
+def tanh(x): return Tanh()(x)
+def sigmoid(x): return Sigmoid()(x)
+def relu(x): return Relu()(x)
+def clone(x): return Clone()(x)
+def maximum(a, b): return Maximum()(a, b)
+def minimum(a, b): return Minimum()(a, b)
+
+
+def pow(x, exponent):  # noqa: A001 - PyTorch's name
+    if isinstance(x, Tensor) and isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
+        return PowScalar(exponent)(x)
+    return Pow()(x, exponent)
+
+
+def matmul(a, b):
+    if not isinstance(a, Tensor) or not isinstance(b, Tensor):
+        raise TypeError(f"matmul: both operands must be Tensors, got {type(a).__name__} and "
+                        f"{type(b).__name__}")
+    return Matmul()(a, b)
+
+
+def clamp(x, min=None, max=None):  # noqa: A002 - PyTorch's names
+    if min is None and max is None:
+        raise ValueError("clamp: give at least one of min and max")
+    return Clamp(min, max)(x)
+
+
+def where(cond, a, b):
+    """a where cond is True, else b (a and b broadcast; cond is a bool Tensor or array)."""
+    ref = a if isinstance(a, Tensor) else b
+    c = cond.data if isinstance(cond, Tensor) else cond
+    if not backend.is_array(c):
+        c = backend.np.asarray(c)
+    if c.dtype != bool:
+        raise DTypeError(f"where: cond must be a boolean tensor, got {c.dtype}; compare first, e.g. x > 0")
+    if isinstance(ref, Tensor) and backend.device_of(c) != ref.device:
+        raise backend.DeviceError(f"where: cond is on {backend.device_of(c)} but the values are on "
+                                  f"{ref.device}; move cond with .to({ref.device!r})")
+    return Where(c)(a, b)
+
+
+def sum(x, dim=None, keepdim=False):  # noqa: A001 - PyTorch's name
+    x = _t(x, "sum")
+    return Sum(_norm_dims(dim, x.ndim, "sum"), keepdim)(x)
+
+
+def mean(x, dim=None, keepdim=False):
+    x = _t(x, "mean")
+    dims = _norm_dims(dim, x.ndim, "mean")
+    n = 1
+    for d in (range(x.ndim) if dims is None else dims):
+        n *= x.shape[d]
+    return Sum(dims, keepdim)(x) / n
+
+
+def amax(x, dim=None, keepdim=False):
+    return Amax(_norm_dims(dim, x.ndim, "amax"), keepdim)(x)
+
+
+def amin(x, dim=None, keepdim=False):
+    return Amin(_norm_dims(dim, x.ndim, "amin"), keepdim)(x)
+
+
+MaxMin = namedtuple("MaxMin", ["values", "indices"])
+
+
+def max(x, dim=None, keepdim=False):  # noqa: A001 - PyTorch's name
+    """max() -> Tensor; max(dim) -> (values, indices) as in PyTorch; max(other) -> maximum."""
+    if isinstance(dim, Tensor):
+        return maximum(x, dim)
+    if dim is None:
+        return amax(x)
+    return MaxMin(amax(x, dim, keepdim), argmax(x, dim, keepdim))
+
+
+def min(x, dim=None, keepdim=False):  # noqa: A001 - PyTorch's name
+    if isinstance(dim, Tensor):
+        return minimum(x, dim)
+    if dim is None:
+        return amin(x)
+    return MaxMin(amin(x, dim, keepdim), argmin(x, dim, keepdim))
+
+
+def _arg(x: Tensor, dim: int | None, keepdim: bool, which: str) -> Tensor:
+    xp = backend.array_module(x.data)
+    if dim is None:
+        return _const(xp.asarray(getattr(x.data, which)()))
+    d = _norm_dim(dim, x.ndim, which)
+    r = getattr(x.data, which)(axis=d)
+    return _const(xp.expand_dims(r, d) if keepdim else r)
+
+
+def argmax(x, dim=None, keepdim=False): return _arg(x, dim, keepdim, "argmax")
+def argmin(x, dim=None, keepdim=False): return _arg(x, dim, keepdim, "argmin")
+
+
+def reshape(x, *shape):
+    return Reshape(_shape_arg(shape))(x)
+
+
+def flatten(x, start_dim=0, end_dim=-1):
+    if x.ndim == 0:
+        return x.reshape(1)
+    s, e = _norm_dim(start_dim, x.ndim, "flatten"), _norm_dim(end_dim, x.ndim, "flatten")
+    return x.reshape(*x.shape[:s], -1, *x.shape[e + 1:])
+
+
+def permute(x, *dims):
+    dims = _shape_arg(dims)
+    if sorted(_norm_dim(d, x.ndim, "permute") for d in dims) != list(range(x.ndim)):
+        raise ValueError(f"permute: {dims} is not a permutation of the {x.ndim} dims of a tensor of "
+                         f"shape {fmt_shape(x.shape)}")
+    return Permute(tuple(d % x.ndim for d in dims))(x)
+
+
+def transpose(x, dim0, dim1):
+    d0, d1 = _norm_dim(dim0, x.ndim, "transpose"), _norm_dim(dim1, x.ndim, "transpose")
+    dims = list(range(x.ndim))
+    dims[d0], dims[d1] = dims[d1], dims[d0]
+    return Permute(tuple(dims))(x)
+
+
+def broadcast_to(x, shape):
+    shape = tuple(shape)
+    if tuple(x.shape) == shape:
+        return x
+    return BroadcastTo(shape)(x)
+
+
+def expand(x, *shape):
+    shape = _shape_arg(shape)
+    lead = len(shape) - x.ndim
+    shape = tuple(x.shape[i - lead] if s == -1 else s for i, s in enumerate(shape))
+    return broadcast_to(x, shape)
+
+
+def sum_to(x, shape):
+    shape = tuple(shape)
+    if tuple(x.shape) == shape:
+        return x
+    return SumTo(shape)(x)
+
+
+def unsqueeze(x, dim):
+    d = _norm_dim(dim, x.ndim + 1, "unsqueeze")
+    return x.reshape(*x.shape[:d], 1, *x.shape[d:])
+
+
+def squeeze(x, dim=None):
+    if dim is None:
+        return x.reshape(*[s for s in x.shape if s != 1])
+    dims = _norm_dims(dim, x.ndim, "squeeze")
+    return x.reshape(*[s for i, s in enumerate(x.shape) if not (i in dims and s == 1)])
+
+
+def getitem(x, index):
+    return GetItem(_prepare_index(index, x))(x)
+
+
+def _tensor_list(tensors: Sequence[Tensor], op: str) -> list:
+    ts = list(tensors)
+    if not ts:
+        raise ValueError(f"{op}: expected a non-empty sequence of tensors")
+    for k, t in enumerate(ts):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{op}: element {k} is a {type(t).__name__}, expected a Tensor")
+    return ts
+
+
+def cat(tensors, dim=0):
+    """Concatenate along an existing dim (PyTorch's torch.cat)."""
+    ts = _tensor_list(tensors, "cat")
+    return Cat(_norm_dim(dim, ts[0].ndim, "cat"))(*ts)
+
+
+def stack(tensors, dim=0):
+    """Join along a new dim (PyTorch's torch.stack)."""
+    ts = _tensor_list(tensors, "stack")
+    return Stack(_norm_dim(dim, ts[0].ndim + 1, "stack"))(*ts)
+
+
+def split(x, split_size_or_sections, dim=0):
+    """PyTorch semantics: an int is the size of each piece (last may be smaller); a list gives sizes."""
+    d = _norm_dim(dim, x.ndim, "split")
+    n = x.shape[d]
+    if isinstance(split_size_or_sections, int):
+        s = split_size_or_sections
+        if s <= 0:
+            raise ValueError(f"split: split_size must be positive, got {s}")
+        sizes = [s] * (n // s) + ([n % s] if n % s else [])
+    else:
+        sizes = [int(s) for s in split_size_or_sections]
+        if _b.sum(sizes) != n:
+            raise ShapeError(f"split: sizes {sizes} add up to {_b.sum(sizes)} but dim {d} of "
+                             f"shape {fmt_shape(x.shape)} has size {n}")
+    if len(sizes) == 1:
+        return (x,)
+    return Split(sizes, d)(x)
+
+
+def chunk(x, chunks, dim=0):
+    """Split into `chunks` pieces along dim (PyTorch semantics: sizes ceil(n/chunks))."""
+    d = _norm_dim(dim, x.ndim, "chunk")
+    if chunks <= 0:
+        raise ValueError(f"chunk: chunks must be positive, got {chunks}")
+    n = x.shape[d]
+    size = -(-n // chunks)
+    return split(x, size, d)
+
+
+def unbind(x, dim=0):
+    return Unbind(_norm_dim(dim, x.ndim, "unbind"))(x)
+
+
+def to(x, *args, device=None, dtype=None, copy=False):
+    """x.to(device) / x.to(dtype) / x.to(device, dtype) / x.to(device=..., dtype=...). Differentiable."""
+    for a in args:
+        if isinstance(a, str) and (a.startswith("cuda") or a == "cpu"):
+            device = a
+        elif isinstance(a, Tensor):
+            device, dtype = a.device, a.dtype
+        else:
+            dtype = a
+    y = x
+    if dtype is not None:
+        dt = as_dtype(dtype)
+        if dt != y.dtype:
+            if y.requires_grad and dt.kind != "f":
+                raise DTypeError(f"to: cannot cast a tensor that requires grad to {dt}; detach() it first")
+            y = Cast(dt)(y)
+    if device is not None:
+        dev = backend.normalize_device(device)
+        if dev != y.device:
+            y = ToDevice(dev)(y)
+    return clone(y) if copy and y is x else y
+
+
+def _compare(name: str, fn: str):
+    def op(a, b):
+        ref = a if isinstance(a, Tensor) else b
+        ad = a.data if isinstance(a, Tensor) else autograd._const_like(a, ref.data, name).data
+        bd = b.data if isinstance(b, Tensor) else autograd._const_like(b, ref.data, name).data
+        if isinstance(a, Tensor) and isinstance(b, Tensor):
+            autograd._check_same_device(name, a, b)
+        try:
+            return _const(getattr(ad, fn)(bd))
+        except ValueError as e:
+            raise ShapeError(f"{name}: cannot compare shapes {fmt_shape(ad.shape)} and "
+                             f"{fmt_shape(bd.shape)} ({e})") from None
+    op.__name__ = name
+    return op
+
+
+eq, ne = _compare("eq", "__eq__"), _compare("ne", "__ne__")
+lt, le = _compare("lt", "__lt__"), _compare("le", "__le__")
+gt, ge = _compare("gt", "__gt__"), _compare("ge", "__ge__")
+
+
+def _setitem(x: Tensor, index: Any, value: Any) -> None:
+    if x.requires_grad:
+        raise RuntimeError("in-place assignment to a tensor that requires grad would corrupt the "
+                           "graph; build a new tensor (e.g. with where() or cat()) or detach() first")
+    x.data[_prepare_index(index, x)] = value.data if isinstance(value, Tensor) else value
+
+
+# ======================================================================= Tensor methods, operators
+def _bind() -> None:
+    T = Tensor
+    for name, f in dict(add=add, sub=sub, mul=mul, div=div, neg=neg, exp=exp, log=log, sqrt=sqrt,
+                        abs=abs, tanh=tanh, sigmoid=sigmoid, relu=relu, clone=clone, pow=pow,
+                        matmul=matmul, clamp=clamp, clip=clamp, maximum=maximum, minimum=minimum,
+                        sum=sum, mean=mean, amax=amax, amin=amin, max=max, min=min, argmax=argmax,
+                        argmin=argmin, reshape=reshape, view=reshape, flatten=flatten,
+                        permute=permute, transpose=transpose, expand=expand,
+                        broadcast_to=broadcast_to, sum_to=sum_to, unsqueeze=unsqueeze,
+                        squeeze=squeeze, split=split, chunk=chunk, unbind=unbind, to=to,
+                        eq=eq, ne=ne, lt=lt, le=le, gt=gt, ge=ge).items():
+        setattr(T, name, f)
+    T.__add__ = T.__radd__ = add
+    T.__sub__ = sub
+    T.__rsub__ = lambda x, c: Sub()(c, x)
+    T.__mul__ = T.__rmul__ = mul
+    T.__truediv__ = div
+    T.__rtruediv__ = lambda x, c: Div()(c, x)
+    T.__neg__ = neg
+    T.__pow__ = pow
+    T.__rpow__ = lambda x, c: Pow()(c, x)
+    T.__matmul__ = matmul
+    T.__rmatmul__ = lambda x, c: matmul(c, x)
+    T.__abs__ = abs
+    T.__getitem__ = getitem
+    T.__setitem__ = _setitem
+    T.__eq__, T.__ne__, T.__lt__, T.__le__, T.__gt__, T.__ge__ = eq, ne, lt, le, gt, ge
+    T.__iter__ = lambda x: iter(unbind(x, 0)) if x.ndim else (_ for _ in ()).throw(
+        TypeError("iteration over a 0-d tensor"))
+    T.T = property(lambda x: Permute(tuple(reversed(range(x.ndim))))(x) if x.ndim > 1 else x)
+    T.mT = property(lambda x: transpose(x, -1, -2))
+    T.float = lambda x: to(x, dtype="float32")
+    T.double = lambda x: to(x, dtype="float64")
+    T.long = lambda x: to(x, dtype="int64")
+    T.cpu = lambda x: to(x, device="cpu")
+    T.cuda = lambda x, device="cuda": to(x, device=device)
+    T.contiguous = lambda x: x
+    T.any = lambda x: _const(backend.array_module(x.data).asarray(x.data.any()))
+    T.all = lambda x: _const(backend.array_module(x.data).asarray(x.data.all()))
+
+
+_bind()
+autograd._sum_to = sum_to

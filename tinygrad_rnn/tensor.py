@@ -1,0 +1,226 @@
+"""`Tensor`: an array (NumPy or CuPy) plus what autodiff needs (grad, creator, hooks).
+
+Imports: errors, backend; autograd lazily (it imports this module). No math lives here: every op
+method (`+`, `matmul`, `tanh`, `sum`, ...) is defined once in `ops.py`, which binds it onto Tensor.
+"""
+from __future__ import annotations
+
+import weakref
+from typing import Any, Callable
+
+import numpy as np
+
+from . import backend
+from .errors import DTypeError, fmt_shape
+
+float32 = np.dtype("float32")
+float64 = np.dtype("float64")
+float16 = np.dtype("float16")
+int32 = np.dtype("int32")
+int64 = np.dtype("int64")
+bool_ = np.dtype("bool")
+_DTYPE_NAMES = {"float": float32, "float32": float32, "float64": float64, "double": float64,
+                "float16": float16, "half": float16, "int": int64, "int64": int64, "long": int64,
+                "int32": int32, "bool": bool_}
+
+
+def as_dtype(dtype: Any) -> np.dtype:
+    """'float32', np.float32, tinygrad_rnn.float32 (a NumPy dtype) -> np.dtype."""
+    if isinstance(dtype, str):
+        if dtype not in _DTYPE_NAMES:
+            raise DTypeError(f"dtype {dtype!r} is not supported; use one of {sorted(_DTYPE_NAMES)}")
+        return _DTYPE_NAMES[dtype]
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        raise DTypeError(f"dtype {dtype!r} is not understood; use e.g. 'float32' or tinygrad_rnn.float64") from None
+
+
+class Tensor:
+    """An n-dimensional array with reverse-mode autodiff.
+
+    Tensor(data, requires_grad=False, dtype=None, device=None): `data` is a number, a nested list,
+    a NumPy or CuPy array (copied). Float data defaults to float32; integers to int64.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "creator", "out_index", "name", "_hooks",
+                 "__weakref__")
+    __array_priority__ = 1000  # numpy_array * tensor -> Tensor.__rmul__, not an object array
+
+    def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None, device: Any = None) -> None:
+        dt = as_dtype(dtype) if dtype is not None else None
+        if isinstance(data, Tensor):
+            data = data.data
+        if backend.is_array(data):
+            src_dev = backend.device_of(data)
+            xp = backend.array_module(data)
+            arr = xp.array(data, dtype=dt, copy=True)
+            dev = backend.normalize_device(device) if device is not None else src_dev
+        else:
+            arr = np.array(data, dtype=dt)
+            if arr.dtype == object:
+                raise DTypeError(f"Tensor: cannot make a numeric array from {type(data).__name__}; "
+                                 f"nested lists must be rectangular and hold numbers")
+            dev = backend.normalize_device(device)
+        if dt is None and arr.dtype.kind == "f" and not backend.is_array(data):
+            arr = arr.astype(float32)  # Python floats -> float32, as PyTorch's default dtype
+        self.data = backend.to_device(arr, dev)
+        self.grad: Tensor | None = None
+        self.creator = None
+        self.out_index = 0
+        self.name: str | None = None
+        self._hooks: list | None = None
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @staticmethod
+    def _make(data: Any, requires_grad: bool = False) -> "Tensor":
+        """Internal constructor: wrap an array without copying or checking (hot path)."""
+        t = object.__new__(Tensor)
+        t.data = data
+        t.grad = None
+        t.requires_grad = requires_grad
+        t.creator = None
+        t.out_index = 0
+        t.name = None
+        t._hooks = None
+        return t
+
+    # ------------------------------------------------------------------------------- attributes
+    @property
+    def shape(self) -> tuple:
+        return self.data.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def device(self) -> str:
+        return backend.device_of(self.data)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.creator is None
+
+    @property
+    def grad_fn(self) -> Any:
+        """The Function that created this tensor (PyTorch's name for `creator`)."""
+        return self.creator
+
+    def dim(self) -> int:
+        return self.data.ndim
+
+    def numel(self) -> int:
+        return int(self.data.size)
+
+    def size(self, dim: int | None = None) -> Any:
+        return self.data.shape if dim is None else self.data.shape[dim]
+
+    def __len__(self) -> int:
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    # ----------------------------------------------------------------------------- conversions
+    def numpy(self) -> np.ndarray:
+        """The values as a NumPy array (a copy from the GPU; on CPU the array itself, shared)."""
+        return backend.to_numpy(self.data)
+
+    def item(self) -> Any:
+        if self.data.size != 1:
+            raise ValueError(f"item(): only a one-element tensor can be converted to a Python "
+                             f"number, this one has shape {fmt_shape(self.shape)}")
+        return self.data.reshape(()).item()
+
+    def tolist(self) -> Any:
+        return self.numpy().tolist()
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __bool__(self) -> bool:
+        if self.data.size != 1:
+            raise ValueError(f"the truth value of a tensor of shape {fmt_shape(self.shape)} is ambiguous; "
+                             f"use .any() or .all()")
+        return bool(self.item())
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        a = self.numpy()
+        return a if dtype is None else a.astype(dtype)
+
+    def detach(self) -> "Tensor":
+        """A tensor sharing this data, cut from the graph (no creator, no grad)."""
+        return Tensor._make(self.data, False)
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        if requires_grad and self.data.dtype.kind != "f":
+            raise DTypeError(f"only floating-point tensors can require grad, this one is "
+                             f"{self.data.dtype} (shape {fmt_shape(self.shape)}); integer tensors hold "
+                             f"indices/targets. Convert with .float() first if you need a gradient")
+        if not requires_grad and self.creator is not None:
+            raise RuntimeError("requires_grad_(False) on a non-leaf tensor; use .detach() instead")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def retain_grad(self) -> "Tensor":
+        """Keep `.grad` of this non-leaf tensor after backward (leaves always keep theirs)."""
+        if self.creator is None:
+            return self
+        self._post_entry()[0] = weakref.ref(self)
+        return self
+
+    def register_hook(self, hook: Callable[["Tensor"], "Tensor | None"]) -> Callable[[], None]:
+        """`hook(grad)` runs when this tensor's gradient is complete during backward; it may return
+        a replacement gradient. Returns a function that removes the hook."""
+        if not self.requires_grad:
+            raise RuntimeError("register_hook on a tensor that does not require grad: no gradient "
+                               "will ever flow into it")
+        if self.creator is None:
+            if self._hooks is None:
+                self._hooks = []
+            hooks = self._hooks
+        else:
+            hooks = self._post_entry()[1]
+        hooks.append(hook)
+        return lambda: hook in hooks and hooks.remove(hook)
+
+    def _post_entry(self) -> list:
+        fn = self.creator
+        if fn.post is None:
+            fn.post = {}
+        entry = fn.post.get(self.out_index)
+        if entry is None:
+            entry = fn.post[self.out_index] = [None, []]
+        return entry
+
+    def backward(self, grad: Any = None, retain_graph: bool = False, create_graph: bool = False) -> None:
+        """Accumulate the gradient of this tensor w.r.t. every leaf into the leaves' `.grad`."""
+        from . import autograd  # noqa: PLC0415 - autograd imports this module
+
+        autograd.backward(self, grad, retain_graph, create_graph)
+
+    # ------------------------------------------------------------------------------------ repr
+    def __repr__(self) -> str:
+        body = np.array2string(self.numpy(), precision=4, separator=", ", threshold=50,
+                               prefix="Tensor(")
+        extra = [f"dtype={self.dtype}"]
+        if self.device != "cpu":
+            extra.append(f"device='{self.device}'")
+        if self.creator is not None:
+            extra.append(f"creator={self.creator.name}")
+        elif self.requires_grad:
+            extra.append("requires_grad=True")
+        if self.name:
+            extra.append(f"name={self.name!r}")
+        return f"Tensor({body}, {', '.join(extra)})"
+
+    __hash__ = object.__hash__  # usable in sets/dicts by identity; == is elementwise (ops.py)
