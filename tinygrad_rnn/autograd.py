@@ -332,6 +332,8 @@ def _const_like(value: Any, ref: Any, op: str) -> Tensor:
     """Wrap a Python scalar / array as a constant with the reference array's dtype and device, so a
     float32 tensor times 2.0 stays float32 (NumPy 2 promotion would keep float64 NumPy scalars)."""
     xp = _array_module(ref)
+    if isinstance(value, _np.generic):  # a NumPy scalar counts as a number, not as an array
+        value = value.item()
     if backend.is_array(value):
         if backend.device_of(value) != backend.device_of(ref):
             raise backend.DeviceError(f"{op}: array on {backend.device_of(value)} combined with a tensor on "

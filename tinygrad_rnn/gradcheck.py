@@ -46,8 +46,7 @@ def _gradients(fn: Callable, inputs: Sequence[Any], eps: float, seed: int) -> It
     analytic = autograd.grad(loss, [xs[i] for i in check], allow_unused=True)
 
     def scalar() -> float:
-        with autograd.no_grad():
-            os_ = _outputs(fn, xs)
+        os_ = _outputs(fn, xs)  # with grad enabled: fn may itself differentiate (grad of grad)
         return float(sum(float((o.data.astype(float64) * w).sum()) for o, w in zip(os_, weights)))
 
     for k, i in enumerate(check):

@@ -527,18 +527,18 @@ def _check_index_range(index: tuple, shape: tuple) -> None:
 @register("getitem")
 class GetItem(Function):
     def __init__(self, index: tuple) -> None:
-        self.index = index
+        self.idx = index
 
     def check(self, x):
-        if not _is_basic_index(self.index) or any(isinstance(i, int) for i in self.index):
-            _check_index_range(self.index, x.shape)
+        if not _is_basic_index(self.idx) or any(isinstance(i, int) for i in self.idx):
+            _check_index_range(self.idx, x.shape)
 
     def forward(self, x):
         self.in_shape = x.shape
-        return x[self.index]
+        return x[self.idx]
 
     def backward(self, gy):
-        return IndexAdd(self.index, self.in_shape)(gy)
+        return IndexAdd(self.idx, self.in_shape)(gy)
 
 
 @register("index_add")
@@ -546,18 +546,18 @@ class IndexAdd(Function):
     """zeros(shape) with gy added at `index` (repeated indices summed): getitem's backward."""
 
     def __init__(self, index: tuple, shape: tuple) -> None:
-        self.index, self.shape = index, shape
+        self.idx, self.shape = index, shape
 
     def forward(self, gy):
         gx = self.xp.zeros(self.shape, dtype=gy.dtype)
-        if _is_basic_index(self.index):
-            gx[self.index] = gy  # basic indexing selects each element at most once
+        if _is_basic_index(self.idx):
+            gx[self.idx] = gy  # basic indexing selects each element at most once
         else:
-            backend.scatter_add(gx, self.index, gy)
+            backend.scatter_add(gx, self.idx, gy)
         return gx
 
     def backward(self, ggx):
-        return ggx[self.index]
+        return ggx[self.idx]
 
 
 @register("cat")

@@ -1,0 +1,282 @@
+"""Every primitive op: forward against NumPy, backward against float64 central differences.
+
+The table below is the op coverage list: test_every_op_has_a_row fails when an op is registered
+in tinygrad_rnn.ops.OPS without a row here.
+"""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import tinygrad_rnn as tg
+from tinygrad_rnn import ops
+from tinygrad_rnn.nn import functional as F
+
+
+def _sig(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def _pos(shape, rng):  # strictly positive inputs for log/sqrt/pow
+    return rng.uniform(0.5, 2.0, shape)
+
+
+def _nz(shape, rng):  # away from kinks (abs, relu, clamp, max) so central differences are valid
+    x = rng.uniform(0.2, 1.5, shape) * rng.choice([-1.0, 1.0], shape)
+    return x
+
+
+def _distinct(shape, rng):  # distinct values: no ties in max/min
+    n = int(np.prod(shape))
+    return (rng.permutation(n).reshape(shape) / n - 0.5) * 3
+
+
+# (op names covered, tinygrad fn, numpy fn, input shapes, input generator)
+CASES = [
+    ("add", lambda a, b: a + b, lambda a, b: a + b, [(3, 4), (3, 4)], None),
+    ("add", lambda a, b: a + b, lambda a, b: a + b, [(2, 3, 4), (4,)], None),
+    ("add", lambda a, b: a + b, lambda a, b: a + b, [(3, 1), (1, 4)], None),
+    ("add", lambda a: a + 2.5, lambda a: a + 2.5, [(3,)], None),
+    ("add", lambda a: 2.5 + a, lambda a: 2.5 + a, [(3,)], None),
+    ("sub", lambda a, b: a - b, lambda a, b: a - b, [(3, 4), (4,)], None),
+    ("sub", lambda a: 1.0 - a, lambda a: 1.0 - a, [(2, 2)], None),
+    ("mul", lambda a, b: a * b, lambda a, b: a * b, [(3, 4), (3, 1)], None),
+    ("mul", lambda a: a * 3.0, lambda a: a * 3.0, [(5,)], None),
+    ("div", lambda a, b: a / b, lambda a, b: a / b, [(3, 4), (4,)], _pos),
+    ("div", lambda a: 2.0 / a, lambda a: 2.0 / a, [(3,)], _pos),
+    ("neg", lambda a: -a, lambda a: -a, [(2, 3)], None),
+    ("pow_scalar", lambda a: a ** 2, lambda a: a ** 2, [(2, 3)], None),
+    ("pow_scalar", lambda a: a ** 1.5, lambda a: a ** 1.5, [(2, 3)], _pos),
+    ("pow_scalar", lambda a: a ** -1, lambda a: a ** -1.0, [(4,)], _pos),
+    ("pow", lambda a, b: a ** b, lambda a, b: a ** b, [(2, 3), (3,)], _pos),
+    ("pow", lambda a: 2.0 ** a, lambda a: 2.0 ** a, [(3,)], None),
+    ("exp", lambda a: a.exp(), np.exp, [(2, 3)], None),
+    ("log", lambda a: a.log(), np.log, [(2, 3)], _pos),
+    ("sqrt", lambda a: a.sqrt(), np.sqrt, [(2, 3)], _pos),
+    ("abs", lambda a: a.abs(), np.abs, [(2, 3)], _nz),
+    ("tanh", lambda a: a.tanh(), np.tanh, [(2, 3)], None),
+    ("sigmoid", lambda a: a.sigmoid(), _sig, [(2, 3)], None),
+    ("relu", lambda a: a.relu(), lambda a: np.maximum(a, 0), [(2, 3)], _nz),
+    ("clamp", lambda a: a.clamp(-0.5, 0.5), lambda a: np.clip(a, -0.5, 0.5), [(3, 3)], _nz),
+    ("clamp", lambda a: a.clamp(min=0.3), lambda a: np.clip(a, 0.3, None), [(3, 3)], _nz),
+    ("maximum", lambda a, b: tg.maximum(a, b), np.maximum, [(3, 4), (4,)], _distinct),
+    ("minimum", lambda a, b: tg.minimum(a, b), np.minimum, [(3, 4), (3, 1)], _distinct),
+    ("where", lambda a, b: tg.where(a > 0, a, b), lambda a, b: np.where(a > 0, a, b), [(3, 4), (4,)], _nz),
+    ("sum", lambda a: a.sum(), np.sum, [(3, 4)], None),
+    ("sum", lambda a: a.sum(1), lambda a: a.sum(1), [(3, 4)], None),
+    ("sum", lambda a: a.sum((0, 2), keepdim=True), lambda a: a.sum((0, 2), keepdims=True), [(2, 3, 4)], None),
+    ("sum", lambda a: a.mean(-1), lambda a: a.mean(-1), [(2, 3, 4)], None),
+    ("amax", lambda a: a.amax(1), lambda a: a.max(1), [(3, 4)], _distinct),
+    ("amax", lambda a: a.max(), np.max, [(3, 4)], _distinct),
+    ("amax", lambda a: a.max(dim=0, keepdim=True).values, lambda a: a.max(0, keepdims=True), [(3, 4)], _distinct),
+    ("amin", lambda a: a.amin((0, 1)), lambda a: a.min((0, 1)), [(3, 4, 2)], _distinct),
+    ("amin", lambda a: a.min(1).values, lambda a: a.min(1), [(3, 4)], _distinct),
+    ("reshape", lambda a: a.reshape(4, -1), lambda a: a.reshape(4, -1), [(2, 3, 2)], None),
+    ("reshape", lambda a: a.unsqueeze(1).squeeze(1), lambda a: a, [(2, 3)], None),
+    ("reshape", lambda a: a.flatten(1), lambda a: a.reshape(2, -1), [(2, 3, 2)], None),
+    ("permute", lambda a: a.permute(2, 0, 1), lambda a: a.transpose(2, 0, 1), [(2, 3, 4)], None),
+    ("permute", lambda a: a.transpose(0, 1), lambda a: a.T, [(2, 3)], None),
+    ("permute", lambda a: a.T, lambda a: a.T, [(2, 3, 4)], None),
+    ("broadcast_to", lambda a: a.expand(3, 2, 4), lambda a: np.broadcast_to(a, (3, 2, 4)), [(2, 1)], None),
+    ("sum_to", lambda a: a.sum_to((1, 4)), lambda a: a.sum(0, keepdims=True), [(3, 4)], None),
+    ("getitem", lambda a: a[1], lambda a: a[1], [(3, 4)], None),
+    ("getitem", lambda a: a[:, 1:3], lambda a: a[:, 1:3], [(3, 4)], None),
+    ("getitem", lambda a: a[..., None, ::2], lambda a: a[..., None, ::2], [(3, 4)], None),
+    ("getitem", lambda a: a[np.array([0, 2, 0, 0])], lambda a: a[np.array([0, 2, 0, 0])], [(3, 4)], None),
+    ("getitem", lambda a: a[np.array([0, 1, 1]), np.array([3, 3, 3])],
+     lambda a: a[np.array([0, 1, 1]), np.array([3, 3, 3])], [(3, 4)], None),
+    ("getitem", lambda a: a[a > 0], lambda a: a[a > 0], [(3, 4)], _nz),
+    ("index_add", lambda a: ops.IndexAdd((np.array([1, 1, 0]),), (3, 2))(a),
+     lambda a: np.stack([a[2], a[0] + a[1], np.zeros(2)]), [(3, 2)], None),
+    ("cat", lambda a, b: tg.cat([a, b], 1), lambda a, b: np.concatenate([a, b], 1), [(2, 3), (2, 1)], None),
+    ("stack", lambda a, b: tg.stack([a, b], -1), lambda a, b: np.stack([a, b], -1), [(2, 3), (2, 3)], None),
+    ("split", lambda a: a.chunk(3, 1), lambda a: tuple(np.split(a, 3, 1)), [(2, 6)], None),
+    ("split", lambda a: a.split([1, 3], 0)[1], lambda a: a[1:], [(4, 2)], None),
+    ("unbind", lambda a: a.unbind(1), lambda a: tuple(a[:, i] for i in range(3)), [(2, 3, 2)], None),
+    ("unbind", lambda a: a.unbind(0)[2], lambda a: a[2], [(4, 2)], None),
+    ("matmul", lambda a, b: a @ b, lambda a, b: a @ b, [(2, 3), (3, 4)], None),
+    ("matmul", lambda a, b: a @ b, lambda a, b: a @ b, [(3,), (3,)], None),
+    ("matmul", lambda a, b: a @ b, lambda a, b: a @ b, [(3,), (2, 3, 4)], None),
+    ("matmul", lambda a, b: a @ b, lambda a, b: a @ b, [(2, 5, 3), (3,)], None),
+    ("matmul", lambda a, b: a @ b, lambda a, b: a @ b, [(2, 1, 2, 3), (4, 3, 2)], None),
+    # through float32: central differences need a larger step (float32 rounding is ~1e-7)
+    ("cast", lambda a: a.float().double() * 2, lambda a: a.astype(np.float32).astype(np.float64) * 2, [(3,)], None,
+     dict(eps=1e-2, atol=1e-4)),
+    ("to_device", lambda a: a.to("cpu") * 1.0, lambda a: a, [(3,)], None),
+    ("clone", lambda a: a.clone(), lambda a: a, [(3,)], None),
+]
+
+
+def _inputs(shapes, gen, device, seed=0):
+    rng = np.random.default_rng(seed)
+    arrs = [(gen or (lambda s, r: r.standard_normal(s)))(s, rng) for s in shapes]
+    return arrs, [tg.Tensor(a, dtype="float64", device=device, requires_grad=True) for a in arrs]
+
+
+def _as_tuple(v):
+    return v if isinstance(v, tuple) else (v,)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_forward_matches_numpy(case, device):
+    _, fn, ref, shapes, gen = case[:5]
+    arrs, ts = _inputs(shapes, gen, device)
+    got = _as_tuple(fn(*ts))
+    want = _as_tuple(ref(*arrs))
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g.shape == np.shape(w)
+        np.testing.assert_allclose(g.numpy(), w, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_gradcheck(case, device):
+    _, fn, _, shapes, gen = case[:5]
+    _, ts = _inputs(shapes, gen, device, seed=1)
+    assert tg.gradcheck(fn, ts, **(case[5] if len(case) > 5 else {}))
+
+
+SECOND = [c for c in CASES if c[0] not in ("cast", "to_device")]
+
+
+@pytest.mark.parametrize("case", SECOND, ids=[f"{c[0]}-{i}" for i, c in enumerate(SECOND)])
+def test_second_derivative(case):
+    """create_graph=True: backward is built from differentiable ops, so grad of grad works."""
+    _, fn, _, shapes, gen = case
+    _, ts = _inputs(shapes, gen, "cpu", seed=2)
+
+    def first_grad_dot(*xs):
+        # L = sum_k (<c_k, out_k>)^2 makes the first gradient depend on x even for linear ops
+        loss = None
+        for k, o in enumerate(_as_tuple(fn(*xs))):
+            term = (o * tg.Tensor(np.full(o.shape, 0.3 + k), dtype="float64")).sum()
+            term = term * term
+            loss = term if loss is None else loss + term
+        gs = tg.grad(loss, list(xs), create_graph=True, allow_unused=True)
+        total = None
+        for g in gs:
+            if g is not None:
+                s = (g * g).sum()
+                total = s if total is None else total + s
+        return total
+    assert tg.gradcheck(first_grad_dot, ts, atol=1e-4, rtol=1e-3)
+
+
+def test_every_op_has_a_row():
+    covered = {c[0] for c in CASES}
+    missing = set(ops.OPS) - covered
+    assert not missing, f"ops without a test row in tests/test_ops.py: {sorted(missing)}"
+
+
+def test_composites_against_numpy():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 5)) * 10
+    t = tg.Tensor(x, dtype="float64", requires_grad=True)
+    sm = np.exp(x - x.max(1, keepdims=True))
+    sm /= sm.sum(1, keepdims=True)
+    np.testing.assert_allclose(F.softmax(t, 1).numpy(), sm, rtol=1e-12)
+    np.testing.assert_allclose(F.log_softmax(t, 1).numpy(), np.log(sm), rtol=1e-10, atol=1e-12)
+    lse = np.log(np.exp(x - x.max(1, keepdims=True)).sum(1)) + x.max(1)
+    np.testing.assert_allclose(F.logsumexp(t, 1).numpy(), lse, rtol=1e-12)
+    y = np.array([0, 4, 2, 1])
+    ce = -np.log(sm[np.arange(4), y])
+    np.testing.assert_allclose(F.cross_entropy(t, tg.Tensor(y)).item(), ce.mean(), rtol=1e-12)
+    np.testing.assert_allclose(F.cross_entropy(t, y, reduction="sum").item(), ce.sum(), rtol=1e-12)
+    np.testing.assert_allclose(F.cross_entropy(t, y, reduction="none").numpy(), ce, rtol=1e-12)
+    yi = np.array([0, -100, 2, -100])
+    np.testing.assert_allclose(F.cross_entropy(t, yi).item(), ce[[0, 2]].mean(), rtol=1e-12)
+    z = rng.standard_normal((4, 5))
+    np.testing.assert_allclose(F.mse_loss(t, tg.Tensor(z, dtype="float64")).item(), ((x - z) ** 2).mean())
+    w, b = rng.standard_normal((3, 5)), rng.standard_normal(3)
+    np.testing.assert_allclose(F.linear(t, tg.Tensor(w, dtype="float64"), tg.Tensor(b, dtype="float64")).numpy(),
+                               x @ w.T + b, rtol=1e-12)
+
+
+def test_stable_for_extreme_inputs():
+    x = tg.Tensor([-1000.0, -50.0, 0.0, 50.0, 1000.0], requires_grad=True)
+    s = x.sigmoid()
+    assert np.all(np.isfinite(s.numpy()))
+    np.testing.assert_allclose(s.numpy(), [0, 0, 0.5, 1, 1], atol=1e-6)
+    s.sum().backward()
+    assert np.all(np.isfinite(x.grad.numpy()))
+    logits = tg.Tensor([[1000.0, 0.0, -1000.0]], requires_grad=True)
+    loss = F.cross_entropy(logits, [1])
+    assert np.isfinite(loss.item()) and abs(loss.item() - 1000.0) < 1e-3
+    loss.backward()
+    np.testing.assert_allclose(logits.grad.numpy(), [[1, -1, 0]], atol=1e-6)
+
+
+@pytest.mark.parametrize("fn", [lambda x: F.softmax(x, 1), lambda x: F.log_softmax(x, 0),
+                                lambda x: F.logsumexp(x, 1), lambda x: F.cross_entropy(x, [1, 0, 2]),
+                                lambda x: F.cross_entropy(x, [1, -100, 2], reduction="sum"),
+                                lambda x: F.mse_loss(x, tg.ones(3, 4, dtype='float64') * 0.5),
+                                lambda x: F.nll_loss(F.log_softmax(x, 1), [2, 2, 0])])
+def test_composite_gradcheck(fn):
+    x = tg.Tensor(np.random.default_rng(0).standard_normal((3, 4)), dtype="float64", requires_grad=True)
+    assert tg.gradcheck(fn, [x])
+
+
+def test_cross_entropy_higher_dim():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 4))  # (N, C, T)
+    y = rng.integers(0, 3, (2, 4))
+    t = tg.Tensor(x, dtype="float64", requires_grad=True)
+    flat = tg.Tensor(x.transpose(0, 2, 1).reshape(-1, 3), dtype="float64")
+    np.testing.assert_allclose(F.cross_entropy(t, y).item(), F.cross_entropy(flat, y.reshape(-1)).item())
+    assert tg.gradcheck(lambda a: F.cross_entropy(a, y), [t])
+
+
+def test_dropout_scales_and_masks():
+    tg.manual_seed(0)
+    x = tg.ones(1000, 100)
+    y = F.dropout(x, 0.25).numpy()
+    kept = y != 0
+    assert abs(kept.mean() - 0.75) < 0.01
+    np.testing.assert_allclose(y[kept], 1 / 0.75, rtol=1e-6)
+    assert F.dropout(x, 0.25, training=False) is x
+    assert y.dtype == np.float32
+
+
+# ------------------------------------------------------------------ property-based (hypothesis)
+def _broadcastable_pair():
+    return hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, max_side=3)
+
+
+@settings(max_examples=40, deadline=None)
+@given(shapes=_broadcastable_pair(), op=st.sampled_from(["add", "sub", "mul", "div", "maximum"]))
+def test_binary_broadcasting_property(shapes, op):
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0.5, 2, shapes.input_shapes[0]) * rng.choice([-1, 1], shapes.input_shapes[0])
+    b = rng.uniform(0.5, 2, shapes.input_shapes[1]) + 0.01  # distinct from a (no maximum ties)
+    f = {"add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x, y: x * y,
+         "div": lambda x, y: x / y, "maximum": lambda x, y: tg.maximum(x, y)}[op]
+    nf = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "maximum": np.maximum}[op]
+    ta = tg.Tensor(a, dtype="float64", requires_grad=True)
+    tb = tg.Tensor(b, dtype="float64", requires_grad=True)
+    np.testing.assert_allclose(f(ta, tb).numpy(), nf(a, b), rtol=1e-12)
+    assert tg.gradcheck(f, [ta, tb])
+
+
+@settings(max_examples=30, deadline=None)
+@given(shape=hnp.array_shapes(min_dims=1, max_dims=3, max_side=4), data=st.data())
+def test_reductions_property(shape, data):
+    dims = data.draw(st.lists(st.integers(0, len(shape) - 1), unique=True, min_size=1))
+    keep = data.draw(st.booleans())
+    x = np.random.default_rng(0).standard_normal(shape)
+    t = tg.Tensor(x, dtype="float64", requires_grad=True)
+    np.testing.assert_allclose(t.sum(tuple(dims), keepdim=keep).numpy(), x.sum(tuple(dims), keepdims=keep))
+    np.testing.assert_allclose(t.amax(tuple(dims), keepdim=keep).numpy(), x.max(tuple(dims), keepdims=keep))
+    assert tg.gradcheck(lambda a: a.mean(tuple(dims), keepdim=keep), [t])
+    assert tg.gradcheck(lambda a: a.amax(tuple(dims), keepdim=keep), [t])
+
+
+@settings(max_examples=30, deadline=None)
+@given(a=hnp.array_shapes(min_dims=1, max_dims=3, max_side=4), k=st.integers(1, 4), m=st.integers(1, 3))
+def test_matmul_property(a, k, m):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(a[:-1] + (k,))
+    y = rng.standard_normal((k, m))
+    tx, ty = (tg.Tensor(v, dtype="float64", requires_grad=True) for v in (x, y))
+    np.testing.assert_allclose((tx @ ty).numpy(), x @ y, rtol=1e-12, atol=1e-12)
+    assert tg.gradcheck(lambda p, q: p @ q, [tx, ty])
