@@ -176,17 +176,25 @@ class Function:
     so backward is differentiable again (create_graph=True).
 
     Class attributes: `name` (graph label, set by ops.register), `save_inputs` (indices of the
-    inputs backward needs, available as `self.saved`), `save_output` (keep the output array,
-    returned by `self.output()` as a Tensor wired to this Function).
-    Non-tensor arguments (dim, shape, index...) go to `__init__`.
+    inputs backward needs, available as `self.saved_values()`), `save_output` (keep the output
+    array, returned by `self.output()`), `check(*arrays)` (optional input validation that raises
+    ShapeError with a clear message). Non-tensor arguments (dim, shape, index...) go to `__init__`.
     """
 
-    __slots__ = ("xp", "next", "saved", "saved_out", "keep", "generation", "tags", "index",
-                 "out_meta", "visit", "post", "freed", "grad_out_norms", "grad_in_norms",
-                 "created_at", "__dict__", "__weakref__")
+    __slots__ = ("xp", "next", "generation", "tags", "index", "out_meta", "__dict__", "__weakref__")
     name = "function"
     save_inputs: tuple = ()
     save_output = False
+    check: Any = None
+    # Defaults read through the class until an instance sets them (saves work per op).
+    saved: Any = ()          # the inputs listed in save_inputs (Tensors); None once freed
+    saved_out: Any = None
+    keep: Any = None
+    post: Any = None          # {out_index: [weakref to retained tensor | None, hooks]}
+    freed = False
+    visit = -1
+    grad_out_norms: Any = None
+    grad_in_norms: Any = None
 
     def forward(self, *xs: Any) -> Any:
         raise NotImplementedError
@@ -194,16 +202,37 @@ class Function:
     def backward(self, *gys: Any) -> Any:
         raise NotImplementedError
 
-    def check(self, *xs: Any) -> None:
-        """Optional: validate input arrays before forward (raise ShapeError with a clear message)."""
-
-    def output(self, i: int = 0) -> Tensor:
-        """The i-th output as a Tensor connected to this Function (for backward formulas)."""
-        t = _make(self.saved_out[i] if isinstance(self.saved_out, tuple) else self.saved_out,
-                  _grad_enabled)
+    # Helpers for backward formulas. In a plain backward gradient values are arrays and these
+    # return arrays; under create_graph they return Tensors wired into the graph. One formula
+    # (operators + these helpers) serves both.
+    def output(self, i: int = 0) -> Any:
+        """The i-th output (saved by `save_output`)."""
+        y = self.saved_out[i] if self.saved_out.__class__ is tuple else self.saved_out
+        if _fast:
+            return y
+        t = _make(y, _grad_enabled)
         if _grad_enabled:
             t.creator, t.out_index = self, i
         return t
+
+    def saved_values(self) -> tuple:
+        """The inputs listed in `save_inputs`: arrays in a plain backward, else Tensors."""
+        if _fast:
+            return tuple([t.data for t in self.saved])
+        return self.saved
+
+    def const(self, a: Any) -> Any:
+        """A non-differentiable array (mask, weights) usable in a backward formula."""
+        return a if _fast else _make(a, False)
+
+    def call(self, op: "Function", *args: Any) -> Any:
+        """Apply another op inside a backward formula: straight to its forward on arrays in a
+        plain backward, as a recorded op under create_graph."""
+        if _fast:
+            op.xp = self.xp
+            y = op.forward(*args)
+            return y if y.__class__ is _ndarray or y.__class__ is tuple else _as_array(y, self.xp)
+        return op(*args)
 
     @property
     def needs(self) -> tuple:
@@ -226,7 +255,8 @@ class Function:
             inputs, cpu = _prepare(self.name, inputs)
             xs = [t.data for t in inputs]
         self.xp = _np if cpu else _array_module(xs[0])
-        self.check(*xs)
+        if self.check is not None:
+            self.check(*xs)
         try:
             ys = self.forward(*xs)
         except ValueError as e:  # NumPy/CuPy broadcasting errors: say which op and which shapes
@@ -251,7 +281,6 @@ class Function:
             self.tags = _tags
             _check_finite(self, ys, "forward", xs)
         if not requires:
-            self.keep = None  # drop arrays a forward kept for a backward that will never run
             if single:
                 return _make(ys[0], False)
             return tuple([_make(y, False) for y in ys])
@@ -271,9 +300,6 @@ class Function:
         self.generation = gen
         self.tags = _tags
         self.index = next(_counter)
-        self.post = None
-        self.freed = False
-        self.visit = -1
         si = self.save_inputs
         if si:
             self.saved = tuple([inputs[i] for i in si])
@@ -295,13 +321,6 @@ class Function:
             o.out_index = i
             outs.append(o)
         return tuple(outs)
-
-    def release(self) -> None:
-        """Free what backward needed; the graph structure (`next`, tags, shapes) stays for drawing."""
-        self.saved = None
-        self.saved_out = None
-        self.keep = None
-        self.freed = True
 
     def __repr__(self) -> str:
         return f"<{self.name} #{getattr(self, 'index', '?')}>"
@@ -357,14 +376,49 @@ def _check_same_device(op: str, a: Tensor, b: Tensor) -> None:
 
 
 # ------------------------------------------------------------------------------------------- backward
-def _sum_to(g: Tensor, shape: tuple) -> Tensor:
-    """Reduce a broadcast gradient back to an input's shape; replaced by ops.sum_to at import."""
+# Gradients flow through the engine as "values": raw arrays in a plain backward (fast: the same
+# backward formulas run on arrays, with no Tensor wrapping and with in-place updates of fresh
+# temporaries), Tensors under create_graph=True (so the backward pass is itself recorded).
+_fast = False
+
+
+def _sum_to(g: Any, shape: tuple) -> Any:
+    """Reduce a broadcast gradient back to an input's shape; replaced by ops at import."""
     raise NotImplementedError("tinygrad_rnn.ops was not imported")
 
 
-def _accumulate(table: dict, key: Any, slot: int, n: int, g: Tensor, owned: dict) -> None:
-    """Sum a gradient into table[key][slot]. Arrays the engine allocated itself are summed into in
-    place (weights shared over T steps receive T terms); others are never mutated (they may alias)."""
+class OuterSum:
+    """A lazily summed weight gradient: sum_k A_k^T @ G_k, kept as lists and computed as ONE
+    matmul, cat(A)^T @ cat(G), when first needed. A weight shared by T time steps then costs
+    one large, efficient matmul instead of T small ones plus T accumulations (this is what a
+    hand-written BPTT does). Only used in a plain backward (values are arrays)."""
+
+    __slots__ = ("a", "g", "shape", "dtype")
+
+    def __init__(self, a: Any, g: Any) -> None:
+        self.a, self.g = [a], [g]
+        self.shape = (a.shape[-1], g.shape[-1])
+        self.dtype = g.dtype
+
+    def extend(self, other: "OuterSum") -> None:
+        self.a.extend(other.a)
+        self.g.extend(other.g)
+
+    def value(self) -> Any:
+        if len(self.a) == 1:
+            return self.a[0].T @ self.g[0]
+        xp = _array_module(self.g[0])
+        return xp.concatenate(self.a).T @ xp.concatenate(self.g)
+
+
+def _real(v: Any) -> Any:
+    return v.value() if v.__class__ is OuterSum else v
+
+
+def _accumulate(table: dict, key: Any, slot: int, n: int, g: Any, owned: set) -> None:
+    """Sum a gradient value into table[key][slot]. An array the engine allocated itself is summed
+    into in place (weights shared over T steps receive T terms); other arrays are never mutated:
+    a backward may hand the same array to several inputs (add)."""
     entry = table.get(key)
     if entry is None:
         entry = [None] * n
@@ -373,28 +427,49 @@ def _accumulate(table: dict, key: Any, slot: int, n: int, g: Tensor, owned: dict
     if old is None:
         entry[slot] = g
         return
-    if _grad_enabled:  # create_graph: the sum must be part of the graph
+    if not _fast:  # create_graph: the sum must be part of the graph
         entry[slot] = old + g
         return
-    k = (key, slot)
-    if owned.get(k) and old.data.shape == g.data.shape:
-        old.data += g.data
+    if old.__class__ is OuterSum:
+        if g.__class__ is OuterSum:
+            old.extend(g)
+            return
+        old = old.value()
+        owned.add((id(key), slot))
+    elif g.__class__ is OuterSum:
+        g = g.value()
+    k = (id(key), slot)
+    if k in owned and old.shape == g.shape:
+        old += g
+        entry[slot] = old
     else:
-        entry[slot] = _make(old.data + g.data, False)
-        owned[k] = True
+        entry[slot] = old + g
+        owned.add(k)
 
 
-def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor | None], retain_graph: bool,
+def _wrap(v: Any) -> Tensor:
+    return v if isinstance(v, Tensor) else _make(_real(v), False)
+
+
+def _unwrap(t: Any) -> Any:
+    return t.data if _fast and isinstance(t, Tensor) else t
+
+
+def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph: bool,
                  create_graph: bool, inputs: Sequence[Tensor] | None = None,
                  allow_unused: bool = True) -> tuple | None:
     """Reverse-mode sweep from `roots`. Without `inputs`, accumulate into leaves' `.grad`; with
-    `inputs`, return their gradients instead (tinygrad_rnn.grad) and touch no `.grad`."""
-    global _grad_enabled
+    `inputs`, return their gradients instead (tinygrad_rnn.grad) and touch no `.grad`.
+
+    Functions run in decreasing generation order (a heap; a Function's generation exceeds its
+    inputs' creators'), so each runs once, after every consumer has sent its gradient."""
+    global _grad_enabled, _fast
     heap: list = []
-    pending: dict = {}           # Function -> [grad per output]
-    owned: dict = {}
-    leaves: dict = {}            # id(leaf) -> [leaf]; gradients in leaf_grads
+    pending: dict = {}           # Function -> [gradient value per output]
+    owned: set = set()           # (id(node), slot) whose array the engine allocated
+    leaves: dict = {}            # id(leaf) -> leaf; their gradient values in leaf_grads
     leaf_grads: dict = {}
+    lazy: set = set()            # nodes that may hold an OuterSum (materialized when popped)
     want: dict = {}              # for grad(): (id(fn), out_index) or id(leaf) -> position
     captured: list = [None] * (len(inputs) if inputs is not None else 0)
     if inputs is not None:
@@ -404,7 +479,10 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor | None], retain
                                 f"requires_grad=True (or results computed from them) have gradients")
             want[(id(t.creator), t.out_index) if t.creator is not None else id(t)] = pos
 
+    prev_mode, prev_fast = _grad_enabled, _fast
+    _grad_enabled, _fast = create_graph, not create_graph
     for root, g in zip(roots, grads):
+        g = _unwrap(g)
         if root.creator is None:
             if root.requires_grad:
                 leaves[id(root)] = root
@@ -415,15 +493,15 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor | None], retain
             heapq.heappush(heap, (-fn.generation, -fn.index, fn))
         _accumulate(pending, fn, root.out_index, len(fn.out_meta), g, owned)
 
-    prev_mode = _grad_enabled
-    _grad_enabled = create_graph
     gc_was_enabled = gc.isenabled()
     gc.disable()  # the graph has no cycles; a collection pass over 1e5 live nodes is pure cost
     visit = 0
     record = _record_grads
+    fast = _fast
+    push, pop = heapq.heappush, heapq.heappop
     try:
         while heap:
-            fn = heapq.heappop(heap)[2]
+            fn = pop(heap)[2]
             gys = pending.pop(fn)
             if fn.freed:
                 raise GraphFreedError(
@@ -434,6 +512,8 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor | None], retain
                     f"with h = h.detach() before the next forward")
             fn.visit = visit
             visit += 1
+            if fn in lazy:
+                gys = [_real(g) for g in gys]
             if fn.post is not None:
                 gys = _run_post(fn, gys)
             if want:
@@ -442,79 +522,93 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor | None], retain
                     if pos is not None and g is not None:
                         captured[pos] = g
             gxs = fn.backward(*gys) if len(gys) > 1 else fn.backward(gys[0])
-            if type(gxs) is not tuple:
+            if gxs.__class__ is not tuple:
                 gxs = (gxs,)
             if _anomaly:
-                _check_finite(fn, [g.data if g is not None else None for g in gxs], "backward",
-                              [g.data if g is not None else None for g in gys])
+                _check_finite(fn, [_unwrap(_real(g)) for g in gxs], "backward", [_unwrap(g) for g in gys])
             if record:
                 fn.grad_out_norms = tuple(_norm(g) for g in gys)
-                fn.grad_in_norms = tuple(_norm(g) if p is not None else None
-                                         for p, g in zip(fn.next, gxs))
-            for parent, gx in zip(fn.next, gxs):
+                fn.grad_in_norms = tuple(_norm(g) if p is not None else None for p, g in zip(fn.next, gxs))
+            i = 0
+            for parent in fn.next:
+                gx = gxs[i]
+                i += 1
                 if parent is None or gx is None:
                     continue
                 node, idx = parent
-                if isinstance(node, Function):
-                    shape, dtype = node.out_meta[idx]
-                else:
-                    shape, dtype = node.data.shape, node.data.dtype
-                if gx.data.shape != shape:
-                    gx = _sum_to(gx, shape)
-                if gx.data.dtype != dtype:
-                    gx = gx.to(dtype=dtype) if create_graph else _make(gx.data.astype(dtype), False)
-                if isinstance(node, Function):
-                    if node not in pending:
-                        heapq.heappush(heap, (-node.generation, -node.index, node))
-                    _accumulate(pending, node, idx, len(node.out_meta), gx, owned)
-                else:
+                leaf = node.__class__ is Tensor or isinstance(node, Tensor)
+                shape, dtype = (node.data.shape, node.data.dtype) if leaf else node.out_meta[idx]
+                cls = gx.__class__
+                if fast and cls is not _ndarray:
+                    if cls is OuterSum:
+                        lazy.add(node)
+                    else:
+                        gx = _as_array(gx, _np)
+                if gx.shape != shape:
+                    gx = _sum_to(_real(gx), shape)
+                if gx.dtype != dtype:
+                    gx = _real(gx).astype(dtype) if fast else gx.to(dtype=dtype)
+                if leaf:
                     leaves[id(node)] = node
                     _accumulate(leaf_grads, id(node), 0, 1, gx, owned)
-            if not retain_graph:
-                fn.release()
+                    continue
+                entry = pending.get(node)
+                if entry is None:  # first gradient for this node: schedule it
+                    push(heap, (-node.generation, -node.index, node))
+                    entry = pending[node] = [None] * len(node.out_meta)
+                if entry[idx] is None:
+                    entry[idx] = gx
+                else:
+                    _accumulate(pending, node, idx, 0, gx, owned)
+            if not retain_graph:  # free what backward needed; keep the structure for drawings
+                fn.saved = fn.saved_out = fn.keep = None
+                fn.freed = True
         for key, leaf in leaves.items():
-            g = leaf_grads[key][0]
+            g = _real(leaf_grads[key][0])
             if leaf._hooks:
                 for hook in leaf._hooks:
-                    r = hook(g)
+                    r = hook(_wrap(g))
                     if r is not None:
-                        g = r
-                        owned[(key, 0)] = False
+                        g = _unwrap(r)
+                        owned.discard((key, 0))
             if want:
                 pos = want.get(key)
                 if pos is not None:
                     captured[pos] = g
                 continue
             if leaf.grad is None:
-                if create_graph:
-                    leaf.grad = g
+                if fast:
+                    leaf.grad = _make(g if (key, 0) in owned else g.copy(), False)
                 else:
-                    leaf.grad = _make(g.data if owned.get((key, 0)) else g.data.copy(), False)
-            elif create_graph:
-                leaf.grad = leaf.grad + g
+                    leaf.grad = g
+            elif fast:
+                leaf.grad.data += g
             else:
-                leaf.grad.data += g.data
+                leaf.grad = leaf.grad + g
     finally:
-        _grad_enabled = prev_mode
+        _grad_enabled, _fast = prev_mode, prev_fast
         if gc_was_enabled:
             gc.enable()
     if inputs is None:
         return None
+    out = []
     for pos, g in enumerate(captured):
         if g is None:
             if not allow_unused:
                 raise GradError(f"grad: input {pos} (shape {fmt_shape(inputs[pos].shape)}) is not "
                                 f"reachable from the outputs; pass allow_unused=True to get None")
-        elif not create_graph and g.requires_grad:
-            captured[pos] = g.detach()
-    return tuple(captured)
+            out.append(None)
+        else:
+            out.append(_wrap(g) if create_graph else _make(_real(g).copy() if not isinstance(g, Tensor) else g.data, False))
+    return tuple(out)
 
 
-def _norm(g: Tensor | None) -> float | None:
+def _norm(g: Any) -> float | None:
     if g is None:
         return None
-    xp = _array_module(g.data)
-    return float(xp.sqrt((g.data.astype(xp.float64) ** 2).sum()))
+    a = _real(g.data if isinstance(g, Tensor) else g)
+    xp = _array_module(a)
+    return float(xp.sqrt((a.astype(xp.float64) ** 2).sum()))
 
 
 def _run_post(fn: Function, gys: list) -> list:
@@ -525,13 +619,13 @@ def _run_post(fn: Function, gys: list) -> list:
         if g is None:
             continue
         for hook in hooks:
-            r = hook(g)
+            r = hook(_wrap(g))
             if r is not None:
-                g = r
+                g = _unwrap(r)
         gys[i] = g
         t = ref() if ref is not None else None
         if t is not None:
-            gd = g if _grad_enabled else g.detach()
+            gd = _make(g.copy(), False) if _fast else g
             t.grad = gd if t.grad is None else t.grad + gd
     return gys
 

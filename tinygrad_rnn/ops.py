@@ -84,7 +84,7 @@ class Mul(Function):
         return a * b
 
     def backward(self, gy):
-        a, b = self.saved
+        a, b = self.saved_values()
         n = self.next
         return (gy * b if n[0] is not None else None), (gy * a if n[1] is not None else None)
 
@@ -98,7 +98,7 @@ class Div(Function):
         return a / b
 
     def backward(self, gy):
-        (b,) = self.saved
+        (b,) = self.saved_values()
         ga = gy / b
         return ga, (-(ga * self.output()) if self.next[1] is not None else None)
 
@@ -113,10 +113,10 @@ class Pow(Function):
         return a ** b
 
     def backward(self, gy):
-        a, b = self.saved
+        a, b = self.saved_values()
         n = self.next
         ga = gy * b * a ** (b - 1) if n[0] is not None else None
-        gb = gy * self.output() * log(a) if n[1] is not None else None
+        gb = gy * self.output() * self.call(Log(), a) if n[1] is not None else None
         return ga, gb
 
 
@@ -132,7 +132,7 @@ class PowScalar(Function):
         return x ** self.c
 
     def backward(self, gy):
-        (x,) = self.saved
+        (x,) = self.saved_values()
         c = self.c
         return gy * (c * x) if c == 2 else gy * c * x ** (c - 1)
 
@@ -151,7 +151,7 @@ class Maximum(Function):
 
     def backward(self, gy):
         w = self.keep
-        return gy * _const(w), gy * _const(1 - w)
+        return gy * self.const(w), gy * self.const(1 - w)
 
 
 @register("minimum")
@@ -166,7 +166,7 @@ class Minimum(Function):
 
     def backward(self, gy):
         w = self.keep
-        return gy * _const(w), gy * _const(1 - w)
+        return gy * self.const(w), gy * self.const(1 - w)
 
 
 @register("where")
@@ -180,10 +180,9 @@ class Where(Function):
         return self.xp.where(self.cond, a, b)
 
     def backward(self, gy):
-        zero = _const(self.xp.zeros((), dtype=gy.dtype))
         n = self.next
-        return (Where(self.cond)(gy, zero) if n[0] is not None else None,
-                Where(self.cond)(zero, gy) if n[1] is not None else None)
+        return (self.call(Where(self.cond), gy, 0) if n[0] is not None else None,
+                self.call(Where(self.cond), 0, gy) if n[1] is not None else None)
 
 
 # =============================================================================== elementwise, unary
@@ -215,7 +214,7 @@ class Log(Function):
         return self.xp.log(x)
 
     def backward(self, gy):
-        return gy / self.saved[0]
+        return gy / self.saved_values()[0]
 
 
 @register("sqrt")
@@ -236,7 +235,7 @@ class Abs(Function):
         return self.xp.abs(x)
 
     def backward(self, gy):
-        return gy * _const(self.keep)
+        return gy * self.const(self.keep)
 
 
 @register("tanh")
@@ -248,7 +247,9 @@ class Tanh(Function):
 
     def backward(self, gy):
         y = self.output()
-        return gy * (1 - y * y)
+        t = 1 - y * y  # fresh temporary: *= is in place on arrays, a new op on Tensors
+        t *= gy
+        return t
 
 
 @register("sigmoid")
@@ -265,7 +266,10 @@ class Sigmoid(Function):
 
     def backward(self, gy):
         y = self.output()
-        return gy * y * (1 - y)
+        t = 1 - y
+        t *= y
+        t *= gy
+        return t
 
 
 @register("relu")
@@ -276,7 +280,7 @@ class Relu(Function):
         return x * m
 
     def backward(self, gy):
-        return gy * _const(self.keep.astype(gy.dtype))
+        return gy * self.const(self.keep.astype(gy.dtype))
 
 
 @register("clamp")
@@ -292,7 +296,7 @@ class Clamp(Function):
         return y
 
     def backward(self, gy):
-        return gy * _const(self.keep.astype(gy.dtype))
+        return gy * self.const(self.keep.astype(gy.dtype))
 
 
 @register("cast")
@@ -305,7 +309,7 @@ class Cast(Function):
         return x.astype(self.dtype)
 
     def backward(self, gy):
-        return Cast(self.src)(gy)
+        return self.call(Cast(self.src), gy)
 
 
 @register("to_device")
@@ -318,7 +322,7 @@ class ToDevice(Function):
         return backend.to_device(x, self.device)
 
     def backward(self, gy):
-        return ToDevice(self.src)(gy)
+        return self.call(ToDevice(self.src), gy)
 
 
 @register("clone")
@@ -343,7 +347,7 @@ class Sum(Function):
     def backward(self, gy):
         if not self.keepdim and self.dims is not None:
             gy = gy.reshape(_kept_shape(self.in_shape, self.dims))
-        return broadcast_to(gy, self.in_shape)
+        return self.call(BroadcastTo(self.in_shape), gy)
 
 
 def _kept_shape(shape: tuple, dims: tuple | None) -> tuple:
@@ -369,7 +373,7 @@ class _Extremum(Function):
         m = self.keep
         if not self.keepdim:
             gy = gy.reshape(_kept_shape(m.shape, self.dims))
-        return gy * _const(m)
+        return gy * self.const(m)
 
 
 def _drop_dims(shape: tuple, dims: tuple | None) -> tuple:
@@ -428,7 +432,7 @@ class Permute(Function):
         inv = [0] * len(self.dims)
         for i, d in enumerate(self.dims):
             inv[d] = i
-        return gy.permute(*inv)
+        return self.call(Permute(tuple(inv)), gy)
 
 
 @register("broadcast_to")
@@ -441,7 +445,7 @@ class BroadcastTo(Function):
         return self.xp.broadcast_to(x, self.shape)
 
     def backward(self, gy):
-        return sum_to(gy, self.in_shape)
+        return self.call(SumTo(self.in_shape), gy)
 
 
 @register("sum_to")
@@ -461,7 +465,7 @@ class SumTo(Function):
         return y.reshape(shape) if lead else y
 
     def backward(self, gy):
-        return broadcast_to(gy, self.in_shape)
+        return self.call(BroadcastTo(self.in_shape), gy)
 
 
 def _is_basic_index(index: tuple) -> bool:
@@ -538,7 +542,7 @@ class GetItem(Function):
         return x[self.idx]
 
     def backward(self, gy):
-        return IndexAdd(self.idx, self.in_shape)(gy)
+        return self.call(IndexAdd(self.idx, self.in_shape), gy)
 
 
 @register("index_add")
@@ -580,7 +584,7 @@ class Cat(Function):
         return self.xp.concatenate(xs, axis=self.dim)
 
     def backward(self, gy):
-        return Split(self.sizes, self.dim)(gy)
+        return self.call(Split(self.sizes, self.dim), gy)
 
 
 @register("stack")
@@ -598,7 +602,7 @@ class Stack(Function):
         return self.xp.stack(xs, axis=self.dim)
 
     def backward(self, gy):
-        return Unbind(self.dim)(gy)
+        return self.call(Unbind(self.dim), gy)
 
 
 @register("split")
@@ -619,10 +623,10 @@ class Split(Function):
         return tuple(self.xp.split(x, bounds, axis=self.dim))
 
     def backward(self, *gys):
-        return Cat(self.dim)(*_fill_missing(gys, self.xp, self.in_shape, self.dim, self.sizes))
+        return self.call(Cat(self.dim), *_fill_missing(self, gys, self.in_shape, self.dim, self.sizes))
 
 
-def _fill_missing(gys: Sequence, xp: Any, in_shape: tuple, dim: int, sizes: Sequence[int] | None) -> list:
+def _fill_missing(fn: Function, gys: Sequence, in_shape: tuple, dim: int, sizes: Sequence[int] | None) -> list:
     """Gradients of unused outputs of split/unbind arrive as None: use zeros of the right shape."""
     dtype = next(g.dtype for g in gys if g is not None)
     out = []
@@ -633,7 +637,7 @@ def _fill_missing(gys: Sequence, xp: Any, in_shape: tuple, dim: int, sizes: Sequ
                 del shape[dim]
             else:
                 shape[dim] = sizes[k]
-            g = _const(xp.zeros(tuple(shape), dtype=dtype))
+            g = fn.const(fn.xp.zeros(tuple(shape), dtype=dtype))
         out.append(g)
     return out
 
@@ -651,7 +655,7 @@ class Unbind(Function):
         return tuple(moved[i] for i in range(x.shape[self.dim]))
 
     def backward(self, *gys):
-        return Stack(self.dim)(*_fill_missing(gys, self.xp, self.in_shape, self.dim, None))
+        return self.call(Stack(self.dim), *_fill_missing(self, gys, self.in_shape, self.dim, None))
 
 
 # ========================================================================================= matmul
@@ -674,21 +678,28 @@ class Matmul(Function):
         return a @ b
 
     def backward(self, gy):
-        a, b = self.saved
+        a, b = self.saved_values()
         n = self.next
         if a.ndim == 1 and b.ndim == 1:
             return (gy * b if n[0] is not None else None), (gy * a if n[1] is not None else None)
         if a.ndim == 1:   # (k,) @ (..., k, m) -> (..., m)
-            gy2 = gy.unsqueeze(-2)
-            ga = (gy2 @ b.mT).reshape(-1, a.shape[0]).sum(0) if n[0] is not None else None
-            gb = a.unsqueeze(-1) @ gy2 if n[1] is not None else None
+            gy2 = gy[..., None, :]
+            ga = (gy2 @ b.swapaxes(-1, -2)).reshape(-1, a.shape[0]).sum(0) if n[0] is not None else None
+            gb = a[:, None] @ gy2 if n[1] is not None else None
             return ga, gb
         if b.ndim == 1:   # (..., n, k) @ (k,) -> (..., n)
-            gy2 = gy.unsqueeze(-1)
-            ga = gy2 @ b.unsqueeze(0) if n[0] is not None else None
-            gb = (a.mT @ gy2).reshape(-1, b.shape[0]).sum(0) if n[1] is not None else None
+            gy2 = gy[..., None]
+            ga = gy2 @ b[None, :] if n[0] is not None else None
+            gb = (a.swapaxes(-1, -2) @ gy2).reshape(-1, b.shape[0]).sum(0) if n[1] is not None else None
             return ga, gb
-        return (gy @ b.mT if n[0] is not None else None), (a.mT @ gy if n[1] is not None else None)
+        ga = gy @ b.swapaxes(-1, -2) if n[0] is not None else None
+        if n[1] is None:
+            return ga, None
+        if b.ndim == 2 and autograd._fast:
+            # a weight shared across time steps: sum the per-step terms later, in one matmul
+            k = a.shape[-1]
+            return ga, autograd.OuterSum(a.reshape(-1, k), gy.reshape(-1, gy.shape[-1]))
+        return ga, a.swapaxes(-1, -2) @ gy
 
 
 # ======================================================================== functional API (public)
@@ -1004,6 +1015,7 @@ def _bind() -> None:
         TypeError("iteration over a 0-d tensor"))
     T.T = property(lambda x: Permute(tuple(reversed(range(x.ndim))))(x) if x.ndim > 1 else x)
     T.mT = property(lambda x: transpose(x, -1, -2))
+    T.swapaxes = transpose
     T.float = lambda x: to(x, dtype="float32")
     T.double = lambda x: to(x, dtype="float64")
     T.long = lambda x: to(x, dtype="int64")
@@ -1015,4 +1027,15 @@ def _bind() -> None:
 
 
 _bind()
-autograd._sum_to = sum_to
+
+
+def _engine_sum_to(g: Any, shape: tuple) -> Any:
+    """The engine's broadcast reduction, for array values (plain backward) or Tensors."""
+    if isinstance(g, Tensor):
+        return sum_to(g, shape)
+    op = SumTo(shape)
+    op.xp = backend.array_module(g)
+    return op.forward(g)
+
+
+autograd._sum_to = _engine_sum_to
