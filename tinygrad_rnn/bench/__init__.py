@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m tinygrad_rnn.bench --help`. See docs/performance.md."""
