@@ -180,16 +180,12 @@ def test_parameter_of_integer_data_is_rejected():
         nn.Parameter(tg.Tensor([1, 2, 3]))
 
 
-@pytest.mark.xfail(reason="Module.to treats a non-str dtype (tg.float64) as a device; "
-                          "fix proposed to the lead", strict=False)
 def test_to_accepts_dtype_object():
     net = nn.Linear(2, 2)
     net.to(tg.float64)
     assert net.weight.dtype == np.float64
 
 
-@pytest.mark.xfail(reason="Module.load_state_dict raises AttributeError for non-array values / "
-                          "non-dict input; fix proposed to the lead", strict=False)
 def test_load_state_dict_bad_values_are_clear_errors():
     net = nn.Linear(2, 2)
     with pytest.raises((TypeError, ValueError), match="weight"):

@@ -13,9 +13,11 @@ from .creation import (arange, eye, full, full_like, ones, ones_like, rand, rand
                        zeros_like)
 from .errors import (AnomalyError, CheckpointError, DeviceError, DTypeError, GradError,
                      GraphFreedError, ShapeError, TinygradRNNError)
+from . import optim
 from .gradcheck import GradcheckError, gradcheck, max_grad_error
 from .ops import (abs, amax, amin, argmax, argmin, cat, chunk, clamp, exp, log, matmul, maximum,
                   mean, minimum, relu, sigmoid, split, sqrt, stack, sum, tanh, unbind, where)
+from .serialization import load, save
 from .tensor import Tensor, as_dtype, bool_, float16, float32, float64, int32, int64
 
 __version__ = "0.1.0"
@@ -30,5 +32,5 @@ __all__ = [
     "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "grad", "scope",
     "record_grads", "detect_anomaly", "gradcheck", "max_grad_error", "GradcheckError",
     "TinygradRNNError", "ShapeError", "DeviceError", "DTypeError", "GraphFreedError", "GradError",
-    "AnomalyError", "CheckpointError", "backend",
+    "AnomalyError", "CheckpointError", "backend", "optim", "save", "load",
 ]

@@ -241,51 +241,35 @@ class Function:
 
     def __call__(self, *inputs: Any) -> Any:
         # Hot path: every op of every time step goes through here, so it is written for speed
-        # (plain loops, no generators); the rare cases (scalars, GPU arrays) take _prepare.
+        # (plain loops, no generators, the single-output case first). Numbers, GPU arrays and
+        # device checks take the slow path (_prepare); a device mix that reaches NumPy/CuPy
+        # raises there and is explained by _explain.
         try:
             xs = [t.data for t in inputs]
-            cpu = True
-            for x in xs:
+            for x in xs:  # all CPU tensors (a NumPy scalar also has .data: check the class)
                 if x.__class__ is not _ndarray:
-                    cpu = False
-                    break
+                    raise AttributeError
+            self.xp = _np
         except AttributeError:
-            cpu = False
-        if not cpu:
             inputs, cpu = _prepare(self.name, inputs)
             xs = [t.data for t in inputs]
-        self.xp = _np if cpu else _array_module(xs[0])
+            self.xp = _np if cpu else _array_module(xs[0])
         if self.check is not None:
             self.check(*xs)
         try:
-            ys = self.forward(*xs)
-        except ValueError as e:  # NumPy/CuPy broadcasting errors: say which op and which shapes
-            shapes = " and ".join(fmt_shape(x.shape) for x in xs)
-            raise ShapeError(f"{self.name}: cannot combine shapes {shapes} ({e}); shapes must be "
-                             f"equal or broadcastable (sizes match or are 1, aligned from the right)") from None
-        single = ys.__class__ is not tuple
-        if single:
-            if ys.__class__ is not _ndarray and cpu:
-                ys = _as_array(ys, _np)
-            ys = (ys,)
-        elif cpu:
-            ys = tuple([_as_array(y, _np) for y in ys])
-        requires = False
-        if _grad_enabled:
-            for t in inputs:
-                if t.requires_grad:
-                    requires = True
-                    break
+            y = self.forward(*xs)
+        except (ValueError, TypeError) as e:
+            raise _explain(self.name, inputs, xs, e) from None
+        if y.__class__ is tuple:
+            return self._finish_multi(inputs, xs, y)
+        if y.__class__ is not _ndarray:
+            y = _as_array(y, _np)  # NumPy reductions return scalars; CuPy arrays pass unchanged
         if _anomaly:
-            self.created_at = _user_frame()
-            self.tags = _tags
-            _check_finite(self, ys, "forward", xs)
-        if not requires:
-            if single:
-                return _make(ys[0], False)
-            return tuple([_make(y, False) for y in ys])
-        gen = 0
+            self._anomaly_forward(xs, (y,))
+        if not _grad_enabled:
+            return _make(y, False)
         nxt = []
+        gen = -1
         for t in inputs:
             c = t.creator
             if c is not None:
@@ -294,8 +278,12 @@ class Function:
                     gen = c.generation + 1
             elif t.requires_grad:
                 nxt.append((t, 0))
+                if gen < 0:
+                    gen = 0
             else:
                 nxt.append(None)
+        if gen < 0:  # no input requires grad: no graph
+            return _make(y, False)
         self.next = tuple(nxt)
         self.generation = gen
         self.tags = _tags
@@ -303,14 +291,37 @@ class Function:
         si = self.save_inputs
         if si:
             self.saved = tuple([inputs[i] for i in si])
-        if single:
-            y = ys[0]
-            self.out_meta = ((y.shape, y.dtype),)
-            if self.save_output:
-                self.saved_out = y
-            out = _make(y, True)
-            out.creator = self
-            return out
+        self.out_meta = ((y.shape, y.dtype),)
+        if self.save_output:
+            self.saved_out = y
+        out = _make(y, True)
+        out.creator = self
+        return out
+
+    def _finish_multi(self, inputs: Sequence[Tensor], xs: list, ys: tuple) -> tuple:
+        """The rest of __call__ for ops with several outputs (split, unbind)."""
+        ys = tuple([_as_array(y, _np) for y in ys])
+        if _anomaly:
+            self._anomaly_forward(xs, ys)
+        requires = _grad_enabled and any(t.requires_grad for t in inputs)
+        if not requires:
+            return tuple([_make(y, False) for y in ys])
+        nxt = []
+        gen = 0
+        for t in inputs:
+            c = t.creator
+            if c is not None:
+                nxt.append((c, t.out_index))
+                gen = max(gen, c.generation + 1)
+            else:
+                nxt.append((t, 0) if t.requires_grad else None)
+        self.next = tuple(nxt)
+        self.generation = gen
+        self.tags = _tags
+        self.index = next(_counter)
+        si = self.save_inputs
+        if si:
+            self.saved = tuple([inputs[i] for i in si])
         self.out_meta = tuple([(y.shape, y.dtype) for y in ys])
         if self.save_output:
             self.saved_out = ys
@@ -321,6 +332,11 @@ class Function:
             o.out_index = i
             outs.append(o)
         return tuple(outs)
+
+    def _anomaly_forward(self, xs: list, ys: tuple) -> None:
+        self.created_at = _user_frame()
+        self.tags = _tags
+        _check_finite(self, ys, "forward", xs)
 
     def __repr__(self) -> str:
         return f"<{self.name} #{getattr(self, 'index', '?')}>"
@@ -345,6 +361,23 @@ def _prepare(op: str, inputs: tuple) -> tuple:
             _check_same_device(op, ref, a)
         tensors.append(a)
     return tuple(tensors), type(ref.data) is _ndarray
+
+
+def _explain(op: str, inputs: Sequence[Any], xs: list, e: Exception) -> Exception:
+    """Turn a NumPy/CuPy failure inside a forward into an error that names the op, the shapes or
+    devices, and the fix."""
+    tensors = [t for t in inputs if isinstance(t, Tensor)]
+    for t in tensors[1:]:
+        if t.device != tensors[0].device:
+            try:
+                _check_same_device(op, tensors[0], t)
+            except backend.DeviceError as de:
+                return de
+    if isinstance(e, ValueError):
+        shapes = " and ".join(fmt_shape(x.shape) for x in xs)
+        return ShapeError(f"{op}: cannot combine shapes {shapes} ({e}); shapes must be equal or "
+                          f"broadcastable (sizes match or are 1, aligned from the right)")
+    return e
 
 
 def _const_like(value: Any, ref: Any, op: str) -> Tensor:

@@ -19,6 +19,7 @@ _LAZY = {
     "Identity": "layers", "ModuleList": "layers", "Tanh": "layers", "ReLU": "layers",
     "Sigmoid": "layers", "CrossEntropyLoss": "layers", "MSELoss": "layers",
     "RNNCell": "rnn", "LSTMCell": "rnn", "GRUCell": "rnn", "RNN": "rnn", "LSTM": "rnn", "GRU": "rnn",
+    "detach_state": "rnn",
     "utils": None,
 }
 

@@ -172,8 +172,9 @@ class Module:
     def to(self, device: Any = None, dtype: Any = None) -> "Module":
         """Move/cast every parameter and buffer in place (parameters keep their identity, so an
         optimizer created before .to() still updates them). Only float tensors change dtype."""
-        if isinstance(device, str) and not (device.startswith("cuda") or device == "cpu"):
-            device, dtype = None, device  # module.to("float64")
+        if device is not None and not (isinstance(device, str)
+                                       and device.strip().lower().split(":")[0] in ("cpu", "cuda")):
+            device, dtype = None, device  # module.to("float64") / module.to(tg.float64)
         dev = backend.normalize_device(device) if device is not None else None
         dt = as_dtype(dtype) if dtype is not None else None
         if dt is not None and dt.kind != "f":
@@ -215,8 +216,17 @@ class Module:
         """Copy values (Tensors or NumPy/CuPy arrays) into the parameters, in place, keeping each
         parameter's dtype and device. Reports missing, unexpected and mis-shaped keys by name.
         Returns (missing_keys, unexpected_keys) when strict=False."""
+        if not hasattr(state_dict, "items"):
+            raise TypeError(f"load_state_dict into {type(self).__name__}: expected a dict name -> "
+                            f"Tensor/array (from state_dict() or tinygrad_rnn.load), got "
+                            f"{type(state_dict).__name__}")
         own = dict(self.named_parameters())
         own.update(dict(self.named_buffers()))
+        bad = [f"{k} ({type(v).__name__})" for k, v in state_dict.items()
+               if k in own and not (isinstance(v, Tensor) or backend.is_array(v))]
+        if bad:
+            raise TypeError(f"load_state_dict into {type(self).__name__}: values must be Tensors or "
+                            f"NumPy/CuPy arrays; got {', '.join(bad)}")
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         mis = []
