@@ -103,6 +103,20 @@ def current_tags() -> tuple:
     return _tags
 
 
+class gc_paused:
+    """Pause Python's cyclic garbage collector inside (e.g. around an RNN's time loop). The graph
+    has no reference cycles (reference counting frees it), but it is a large number of new
+    objects, and each automatic collection pass would walk all of them again."""
+
+    def __enter__(self) -> None:
+        self._was = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._was:
+            gc.enable()
+
+
 class record_grads:
     """Inside this context, backward stores on each Function the norms of the gradients it
     received (`grad_out_norms`) and sent to each input (`grad_in_norms`), for drawings."""

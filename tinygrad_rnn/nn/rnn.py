@@ -465,14 +465,15 @@ class _RNNBase(Module):
         # backward is a single stack, so BPTT stays linear in T.
         gis = _project(x.reshape(steps * batch, x.shape[2]), w_ih_t, bias).reshape(steps, batch, -1).unbind(0)
         hs: list = [None] * steps
-        for t in (range(steps - 1, -1, -1) if direction else range(steps)):
-            with autograd.scope("step", t):
-                new = rec.step(gis[t], state, k)
-                if masks is not None:  # past its length a sequence keeps its state (packed semantics)
-                    m = masks[0][t]
-                    new = tuple(ops.where(m, a, b) for a, b in zip(new, state))
-                state = new
-                hs[t] = state[0]
+        with autograd.gc_paused():  # the unrolled graph is ~12 new objects per op and step
+            for t in (range(steps - 1, -1, -1) if direction else range(steps)):
+                with autograd.scope("step", t):
+                    new = rec.step(gis[t], state, k)
+                    if masks is not None:  # past its length a sequence keeps its state (packed semantics)
+                        m = masks[0][t]
+                        new = tuple(ops.where(m, a, b) for a, b in zip(new, state))
+                    state = new
+                    hs[t] = state[0]
         return ops.stack(hs, 0), state
 
     def _forward(self, x: Any, hx: Any, lengths: Any) -> tuple[Tensor, State]:
