@@ -1,0 +1,480 @@
+"""Gradient flow through time, measured on the unrolled graph: ||dL/dh_t|| for every step, the
+optional Jacobian norms ||dh_T/dh_t||, and each step's term of a shared weight's gradient
+(W_hh.grad = sum over t of one term per step), plus a matplotlib plot of them.
+
+Imports: the core, nn (modules, utils), NumPy for the returned host arrays; matplotlib only inside
+plot_gradient_flow (the optional extra "plot").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .. import autograd
+from ..autograd import Function
+from ..backend import to_numpy
+from ..nn.module import Module
+from ..tensor import Tensor
+
+_FLOW_KIND = "flow_step"  # gradient_flow's own step tag, distinct from the layers' ("step", t)
+
+
+# ------------------------------------------------------------------------ per-step weight terms
+@dataclass
+class StepGrads:
+    """Per-step terms of parameter gradients. For each name: `terms[name]` (S, *shape) with one
+    row per step in `steps`, `outside[name]` the part from ops outside any step (e.g. an input
+    projection computed for all steps at once), `total[name]` = sum of terms + outside, which is
+    the parameter's gradient. `norms[name]` (S,) are the terms' norms."""
+    steps: list
+    terms: dict = field(default_factory=dict)
+    outside: dict = field(default_factory=dict)
+    total: dict = field(default_factory=dict)
+
+    @property
+    def norms(self) -> dict:
+        return {k: np.sqrt((v.reshape(len(self.steps), -1) ** 2).sum(1)) for k, v in self.terms.items()}
+
+
+def _param_list(params: Any) -> list:
+    if isinstance(params, Module):
+        return list(params.named_parameters())
+    if isinstance(params, Tensor):
+        return [(params.name or "param", params)]
+    if isinstance(params, dict):
+        return [(str(k), v) for k, v in params.items()]
+    out = []
+    for i, p in enumerate(params):
+        if isinstance(p, tuple):
+            out.append((str(p[0]), p[1]))
+        else:
+            out.append((p.name or f"param{i}", p))
+    return out
+
+
+def _step_value(tags: tuple, kind: str) -> Any:
+    v = None
+    for k, val in tags:
+        if k == kind:
+            v = val
+    return v
+
+
+def _array(g: Any) -> Any:
+    """A backward's gradient value as an array: the engine passes arrays in a plain backward,
+    Tensors under create_graph, and may return a lazily summed weight gradient (autograd._real
+    turns that into its array)."""
+    if isinstance(g, Tensor):
+        return g.data
+    real = getattr(autograd, "_real", None)
+    return real(g) if real is not None else g
+
+
+def _sum_to(a: Any, shape: tuple) -> Any:
+    """Reduce a broadcast gradient array to `shape` (as the engine does before accumulating)."""
+    if a.shape == tuple(shape):
+        return a
+    lead = a.ndim - len(shape)
+    if lead:
+        a = a.sum(axis=tuple(range(lead)))
+    axes = tuple(i for i, s in enumerate(shape) if s == 1 and a.shape[i] != 1)
+    if axes:
+        a = a.sum(axis=axes, keepdims=True)
+    return a.reshape(shape)
+
+
+def grad_by_step(loss: Tensor, params: Any, kind: str = "step") -> StepGrads:
+    """Split the gradient of `loss` w.r.t. shared parameters into one term per time step.
+
+    A weight used at every step receives one gradient contribution per use; the engine sums them.
+    Here each contribution is kept apart, keyed by the step tag (`kind`, default the ("step", t)
+    tags of the RNN layers and viz.time_step) of the op that used the weight. Where the weight is
+    first transformed outside the steps (the layers compute W_hh.T once), each step's term is
+    carried back through that transformation with its own backward, which is linear in the
+    gradient, so the terms still sum exactly to the gradient.
+
+    Runs one backward with retain_graph=True and does not touch `.grad`; call it instead of, or
+    before, loss.backward(). Returns a StepGrads (NumPy arrays on the host).
+    """
+    named = _param_list(params)
+    fns = autograd.iter_graph([loss])
+    consumers: dict = {}
+    for fn in fns:
+        for slot, p in enumerate(fn.next):
+            if p is not None:
+                consumers.setdefault(id(p[0]), []).append((fn, slot, p[1]))
+    # region R: ops outside the steps fed only by the parameter (or by R): their outputs are
+    # "the parameter, transformed" (W.T, a split of it...)
+    region: dict = {}
+    sources = {id(p) for _, p in named}
+    frontier = [id(p) for _, p in named]
+    while frontier:
+        key = frontier.pop()
+        for fn, _, _ in consumers.get(key, []):
+            if id(fn) in region or _step_value(fn.tags, kind) is not None:
+                continue
+            ins = [q for q in fn.next if q is not None]
+            if all(id(q[0]) in sources or id(q[0]) in region for q in ins) and \
+                    len({id(q[0]) for q in ins}) == 1:
+                region[id(fn)] = fn
+                frontier.append(id(fn))
+    buckets: dict = {}           # step (or "outside") -> {(id(node), out_index): array}
+    shapes: dict = {}
+    for name, p in named:
+        shapes[(id(p), 0)] = p.shape
+    for fn in region.values():
+        for i, (s, _) in enumerate(fn.out_meta):
+            shapes[(id(fn), i)] = s
+    wrapped: list = []
+    for key in list(sources) + list(region):
+        for fn, slot, idx in consumers.get(key, []):
+            if id(fn) in region:
+                continue
+            step = _step_value(fn.tags, kind)
+            wrapped.append((fn, slot, (key, idx), "outside" if step is None else step))
+    by_fn: dict = {}
+    for fn, slot, src, step in wrapped:
+        by_fn.setdefault(id(fn), (fn, []))[1].append((slot, src, step))
+
+    def wrap(fn: Function, taps: list) -> None:
+        orig = fn.backward
+
+        def backward(*gys: Any) -> Any:
+            gxs = orig(*gys)
+            tup = gxs if isinstance(gxs, tuple) else (gxs,)
+            for slot, src, step in taps:
+                g = tup[slot]
+                if g is None:
+                    continue
+                # copy: the engine may later sum other terms into this very array, in place
+                arr = _sum_to(_array(g), tuple(shapes[src])).copy()
+                b = buckets.setdefault(step, {})
+                b[src] = arr if src not in b else b[src] + arr
+            return gxs
+        fn.backward = backward  # instance attribute: shadows the method for this backward only
+
+    for fn, taps in by_fn.values():
+        wrap(fn, taps)
+    try:
+        totals = autograd.grad([loss], [p for _, p in named], retain_graph=True, allow_unused=True)
+    finally:
+        for fn, _ in by_fn.values():
+            fn.__dict__.pop("backward", None)
+    # carry each bucket back through the region, latest op first (reverse creation order)
+    order = sorted(region.values(), key=lambda f: f.index, reverse=True)
+    with autograd.no_grad():
+        for b in buckets.values():
+            for fn in order:
+                gys = [b.pop((id(fn), i), None) for i in range(len(fn.out_meta))]
+                if all(g is None for g in gys):
+                    continue
+                if len(gys) == 1:
+                    gxs = fn.backward(Tensor._make(gys[0], False))
+                else:
+                    gxs = fn.backward(*[None if g is None else Tensor._make(g, False) for g in gys])
+                tup = gxs if isinstance(gxs, tuple) else (gxs,)
+                for q, gx in zip(fn.next, tup):
+                    if q is None or gx is None:
+                        continue
+                    src = (id(q[0]), q[1])
+                    arr = _sum_to(_array(gx), tuple(shapes[src]))
+                    b[src] = arr if src not in b else b[src] + arr
+    steps = sorted((s for s in buckets if s != "outside"), key=_sort_key)
+    out = StepGrads(steps)
+    for (name, p), tot in zip(named, totals):
+        key = (id(p), 0)
+        z = np.zeros(p.shape, dtype=np.float64)
+        rows = [to_numpy(buckets[s][key]).astype(np.float64) if key in buckets[s] else z for s in steps]
+        out.terms[name] = np.stack(rows) if rows else np.zeros((0,) + tuple(p.shape))
+        outside = buckets.get("outside", {}).get(key)
+        out.outside[name] = z.copy() if outside is None else to_numpy(outside).astype(np.float64)
+        out.total[name] = z.copy() if tot is None else to_numpy(tot.data).astype(np.float64)
+    return out
+
+
+def _sort_key(s: Any) -> tuple:
+    return (0, s, "") if isinstance(s, (int, float)) else (1, 0, str(s))
+
+
+# ------------------------------------------------------------------------------ gradient flow
+@dataclass
+class GradientFlow:
+    """What gradient_flow measured, as NumPy arrays indexed by time step t = 0..T-1.
+
+    grad_norms: ||dL/dh_t|| (h_t the state after reading x_t; all layers, whole batch).
+    cell_grad_norms: ||dL/dc_t|| for LSTMs (the cell-state path), else None.
+    jacobian_norms: ||dh_T/dh_t||_F (RMS over the batch), when asked for.
+    weight_terms: name -> (T, *shape), step t's term of that parameter's gradient;
+    weight_grads: name -> the gradient (the sum of the terms); weight_term_norms: name -> (T,).
+    total_norm: the norm of all parameter gradients together; clip_coef: the factor
+    nn.utils.clip_grad_norm_(max_norm=clip) applied (1.0 when not clipping).
+    """
+    label: str
+    loss: float
+    grad_norms: np.ndarray
+    cell_grad_norms: np.ndarray | None = None
+    jacobian_norms: np.ndarray | None = None
+    weight_terms: dict = field(default_factory=dict)
+    weight_grads: dict = field(default_factory=dict)
+    total_norm: float = 0.0
+    clip: float | None = None
+    clip_coef: float = 1.0
+
+    @property
+    def steps(self) -> np.ndarray:
+        return np.arange(len(self.grad_norms))
+
+    @property
+    def weight_term_norms(self) -> dict:
+        return {k: np.sqrt((v.reshape(v.shape[0], -1) ** 2).sum(1)) for k, v in self.weight_terms.items()}
+
+    def recurrent_weight(self) -> str | None:
+        """Name of the (first) hidden-to-hidden weight, e.g. 'weight_hh_l0'."""
+        return next((k for k in self.weight_terms if "weight_hh" in k), None)
+
+
+def _is_layer(model: Any) -> bool:
+    return hasattr(model, "num_layers") and hasattr(model, "batch_first")
+
+
+def _direction(n: int, batch: int, seed: int, ref: Tensor) -> list:
+    """Fixed random unit vectors (one per loss term), independent of the library's RNG."""
+    rng = np.random.RandomState(seed)
+    out = []
+    for _ in range(n):
+        v = rng.standard_normal((batch, ref.shape[-1]))
+        v /= np.linalg.norm(v)
+        out.append(Tensor(v, dtype=ref.dtype, device=ref.device))
+    return out
+
+
+def gradient_flow(model: Any, x: Tensor, loss: str | Callable = "last", hx: Any = None,
+                  weights: Sequence[str] | None = None, jacobian: bool = False,
+                  clip: float | None = None, label: str | None = None, seed: int = 0) -> GradientFlow:
+    """Run `model` over the sequence `x` one step at a time and measure how the gradient of a
+    loss flows back through time.
+
+    model: a cell (nn.RNNCell/LSTMCell/GRUCell: `state = cell(x_t, state)`) or a one-directional
+    layer (nn.RNN/LSTM/GRU, called with one step at a time and its state). x: (T, B, D), or
+    (B, T, D) for a batch_first layer. loss: "last" (L = <v, y_T>, v a fixed random unit vector, so
+    dL/dy_T has norm 1 for every model), "all" (L = sum_t <v_t, y_t>) or a callable taking the
+    list of per-step outputs y_t (the top layer's h_t) and returning a scalar Tensor.
+    weights: parameter names whose per-step gradient terms to return (default: all).
+    jacobian: also compute ||dh_T/dh_t||_F (one backward per state unit: small models only).
+    clip: also report the effect of nn.utils.clip_grad_norm_(max_norm=clip) on the gradients.
+    """
+    from .. import nn
+
+    layer = _is_layer(model)
+    if layer and getattr(model, "bidirectional", False):
+        raise ValueError("gradient_flow: a bidirectional layer reads the sequence in both "
+                         "directions, so it cannot be run one step at a time; measure each "
+                         "direction with a one-directional layer (bidirectional=False)")
+    if not isinstance(x, Tensor) or x.ndim != 3:
+        raise ValueError(f"gradient_flow: x must be a 3-d Tensor (T, B, D) (or (B, T, D) for a "
+                         f"batch_first layer), got {getattr(x, 'shape', type(x).__name__)}")
+    batch_first = layer and model.batch_first
+    xs = x.unbind(1 if batch_first else 0)
+    state = hx
+    states: list = []
+    cells: list = []
+    outs: list = []
+    for t, x_t in enumerate(xs):
+        with autograd.scope(_FLOW_KIND, t):
+            if layer:
+                out, state = model(x_t.unsqueeze(1 if batch_first else 0), state)
+                y = out.squeeze(1 if batch_first else 0)
+            else:
+                state = model(x_t, state)
+                y = state[0] if isinstance(state, tuple) else state
+        states.append(state[0] if isinstance(state, tuple) else state)
+        if isinstance(state, tuple):
+            cells.append(state[1])
+        outs.append(y)
+    if callable(loss):
+        L = loss(outs)
+    elif loss == "last":
+        v = _direction(1, outs[-1].shape[0], seed, outs[-1])[0]
+        L = (outs[-1] * v).sum()
+    elif loss == "all":
+        vs = _direction(len(outs), outs[0].shape[0], seed, outs[0])
+        L = outs[0] * vs[0]
+        for y, v in zip(outs[1:], vs[1:]):
+            L = L + y * v
+        L = L.sum()
+    else:
+        raise ValueError(f"gradient_flow: loss must be 'last', 'all' or a callable, got {loss!r}")
+
+    jac = None
+    if jacobian:
+        jac = _jacobian_norms(states)
+    named = [(n, p) for n, p in model.named_parameters() if weights is None or n in weights]
+    if weights is not None:
+        missing = sorted(set(weights) - {n for n, _ in named})
+        if missing:
+            raise KeyError(f"gradient_flow: no parameters named {missing}; the model has "
+                           f"{[n for n, _ in model.named_parameters()]}")
+    sg = grad_by_step(L, named, kind=_FLOW_KIND)
+    # dL/dh_t, dL/dc_t: gradients w.r.t. the per-step states; touches no .grad, frees the graph
+    # A layer returns its state h_n as a new tensor (a stack of each layer's final h), while
+    # y_t and the next step use the layer's inner h_t: take the gradient of those inner tensors
+    # (the inputs of that stack) so that h_t's gradient counts every path, also at the last step.
+    T = len(xs)
+    h_in = [_inner(h) for h in states]
+    c_in = [_inner(c) for c in cells]
+    flat = [h for hs in h_in for h in hs] + [c for cs in c_in for c in cs]
+    gs = list(autograd.grad([L], flat, allow_unused=True))
+    norms = np.array([_norm_many([gs.pop(0) for _ in hs]) for hs in h_in])
+    cnorms = np.array([_norm_many([gs.pop(0) for _ in cs]) for cs in c_in]) if cells else None
+    flow = GradientFlow(label or type(model).__name__, float(L.item()), norms, cnorms, jac)
+    for name, _ in named:
+        terms = sg.terms[name]
+        if terms.shape[0] != T:  # a step whose ops never used this weight
+            full = np.zeros((T,) + terms.shape[1:])
+            for row, s in zip(terms, sg.steps):
+                full[s] = row
+            terms = full
+        flow.weight_terms[name] = terms
+        flow.weight_grads[name] = sg.total[name]
+    flow.total_norm = float(np.sqrt(sum((g ** 2).sum() for g in flow.weight_grads.values())))
+    if clip is not None:
+        # measure the factor with the library's own clip_grad_norm_ on copies of the gradients
+        stand_ins = []
+        for g in flow.weight_grads.values():
+            t = Tensor(g)
+            t.grad = Tensor(g.copy())
+            stand_ins.append(t)
+        nn.utils.clip_grad_norm_(stand_ins, clip)
+        num = sum(float((s.grad.numpy() * g).sum()) for s, g in zip(stand_ins, flow.weight_grads.values()))
+        flow.clip = float(clip)
+        flow.clip_coef = num / max(flow.total_norm ** 2, 1e-300)
+    return flow
+
+
+def _inner(state: Tensor) -> list:
+    """The tensors a layer stacked into its returned state (one per layer), as handles that
+    tinygrad_rnn.grad accepts; the state itself when it was not made by a stack."""
+    fn = state.creator
+    if fn is None or fn.name != "stack" or not all(
+            p is not None and isinstance(p[0], Function) for p in fn.next):
+        return [state]
+    out = []
+    for f, i in fn.next:
+        h = Tensor._make(None, True)
+        h.creator, h.out_index = f, i
+        out.append(h)
+    return out
+
+
+def _norm_many(gs: list) -> float:
+    return float(np.sqrt(sum(_norm(g) ** 2 for g in gs)))
+
+
+def _norm(g: Tensor | None) -> float:
+    if g is None:
+        return 0.0
+    a = to_numpy(g.data).astype(np.float64)
+    return float(np.sqrt((a * a).sum()))
+
+
+def _jacobian_norms(states: list) -> np.ndarray:
+    """||dh_T/dh_t||_F per step, RMS over the batch: one backward per unit of h_T."""
+    h_T = states[-1]
+    units = int(np.prod(h_T.shape)) // h_T.shape[-2] if h_T.ndim >= 2 else h_T.shape[0]
+    if units > 512:
+        raise ValueError(f"gradient_flow: jacobian=True needs one backward per state unit "
+                         f"({units}); use a model with at most 512 state units")
+    batch = h_T.shape[-2] if h_T.ndim >= 2 else 1
+    sq = np.zeros(len(states))
+    flat_shape = h_T.shape
+    for j in range(units):
+        e = np.zeros(flat_shape, dtype=to_numpy(h_T.data).dtype)
+        # unit j of every sample at once: samples do not interact, so each sample's row of its
+        # own Jacobian lands in its own slice
+        e.reshape(-1, batch, flat_shape[-1])[j // flat_shape[-1], :, j % flat_shape[-1]] = 1
+        gs = autograd.grad([h_T], states, grad_outputs=[Tensor(e, dtype=h_T.dtype, device=h_T.device)],
+                           retain_graph=True, allow_unused=True)
+        for t, g in enumerate(gs):
+            if g is not None:
+                a = to_numpy(g.data).astype(np.float64)
+                sq[t] += (a * a).sum()
+    return np.sqrt(sq / batch)
+
+
+# ---------------------------------------------------------------------------------- plotting
+def plot_gradient_flow(flows: Any, quantity: str = "hidden", ax: Any = None, title: str | None = None,
+                       path: Any = None, clipped: bool = False) -> Any:
+    """Plot gradient norms against time step on a log scale, one line per model.
+
+    flows: a GradientFlow, a list of them, or a dict label -> GradientFlow.
+    quantity: "hidden" (||dL/dh_t||; LSTMs add ||dL/dc_t|| dashed), "jacobian" (||dh_T/dh_t||), or
+    "weight" (the norms of each step's term of the recurrent weight's gradient; with clipped=True
+    also the terms after clip_grad_norm_, dashed). Returns the matplotlib Figure; saves it to
+    `path` if given. Needs matplotlib: pip install "tinygrad-rnn[plot]".
+    """
+    try:
+        import matplotlib
+        if ax is None and path is not None:
+            matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError('plot_gradient_flow needs matplotlib: pip install "tinygrad-rnn[plot]" '
+                          '(or pip install matplotlib)') from None
+    if isinstance(flows, GradientFlow):
+        items = [(flows.label, flows)]
+    elif isinstance(flows, dict):
+        items = list(flows.items())
+    else:
+        items = [(f.label, f) for f in flows]
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    else:
+        fig = ax.figure
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (lab, f) in enumerate(items):
+        c = colors[i % len(colors)]
+        t = f.steps
+        if quantity == "hidden":
+            ax.semilogy(t, _positive(f.grad_norms), color=c, label=f"{lab}: ||dL/dh_t||")
+            if f.cell_grad_norms is not None:
+                ax.semilogy(t, _positive(f.cell_grad_norms), color=c, ls="--",
+                            label=f"{lab}: ||dL/dc_t|| (cell state)")
+        elif quantity == "jacobian":
+            if f.jacobian_norms is None:
+                raise ValueError(f"plot_gradient_flow: {lab} has no jacobian norms; run "
+                                 f"gradient_flow(..., jacobian=True)")
+            ax.semilogy(t, _positive(f.jacobian_norms), color=c, label=f"{lab}: ||dh_T/dh_t||")
+        elif quantity == "weight":
+            name = f.recurrent_weight() or next(iter(f.weight_terms))
+            norms = f.weight_term_norms[name]
+            ax.semilogy(t, _positive(norms), color=c, label=f"{lab}: ||step t's term of {name}.grad||")
+            if clipped:
+                if f.clip is None:
+                    raise ValueError(f"plot_gradient_flow: {lab} was measured without clip=; run "
+                                     f"gradient_flow(..., clip=max_norm)")
+                ax.semilogy(t, _positive(norms * f.clip_coef), color=c, ls="--",
+                            label=f"{lab}: after clip_grad_norm_({f.clip:g})")
+        else:
+            raise ValueError(f"plot_gradient_flow: quantity must be 'hidden', 'jacobian' or "
+                             f"'weight', got {quantity!r}")
+    ax.set_xlabel("time step t")
+    ax.set_ylabel({"hidden": "gradient norm", "jacobian": "||dh_T/dh_t||",
+                   "weight": "norm of the step's term"}[quantity])
+    ax.grid(True, which="major", alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="best")
+    if path is not None:
+        fig.tight_layout()
+        fig.savefig(path)
+    return fig
+
+
+def _positive(a: np.ndarray) -> np.ndarray:
+    """Zeros cannot be drawn on a log axis: show them as gaps."""
+    a = np.asarray(a, dtype=np.float64).copy()
+    a[a <= 0] = np.nan
+    return a
