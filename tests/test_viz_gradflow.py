@@ -204,3 +204,16 @@ def test_plot(tmp_path):
         viz.plot_gradient_flow(flows["LSTM"], quantity="loss")
     import matplotlib.pyplot as plt
     plt.close("all")
+
+
+def test_flow_on_every_device(device):
+    lstm = nn.LSTM(2, 3).to(device)
+    f = viz.gradient_flow(lstm, tg.randn(5, 2, 2, device=device), jacobian=True, clip=0.1)
+    assert f.grad_norms.shape == (5,) and f.cell_grad_norms.shape == (5,)
+    assert f.grad_norms[-1] == pytest.approx(1.0, rel=1e-5)
+    assert f.jacobian_norms[-1] == pytest.approx(np.sqrt(3), rel=1e-5)
+    out, _ = lstm(tg.randn(4, 1, 2, device=device))
+    sg = viz.grad_by_step(out[-1].sum(), lstm)
+    out[-1].sum().backward()
+    np.testing.assert_allclose(sg.terms["weight_hh_l0"].sum(0), lstm.weight_hh_l0.grad.numpy(),
+                               rtol=1e-4, atol=1e-6)

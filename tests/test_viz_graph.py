@@ -314,3 +314,15 @@ def test_returns_a_graphviz_digraph_and_time_step_is_scope():
         y = tg.ones(2, requires_grad=True) * 2
     assert y.creator.tags[-1] == ("step", 7)
     assert viz.record_grads is tg.record_grads
+
+
+def test_draw_on_every_device(device):
+    rnn = nn.RNN(3, 4).to(device)
+    out, _ = rnn(tg.randn(3, 2, 3, device=device))
+    loss = out.sum()
+    before = viz.draw_graph(loss, model={"rnn": rnn}, show_memory=True, show_values=True).source
+    assert "saved for backward: 32 B" in before and "initial state = 0" in before
+    with tg.record_grads():
+        loss.backward()
+    src = viz.draw_graph(loss, model={"rnn": rnn}, show_grads=True, collapse=1).source
+    assert f"grad norm {np.linalg.norm(rnn.weight_hh_l0.grad.numpy()):.2e}" in src

@@ -533,11 +533,13 @@ class _Scale:
         return min(1.0, max(0.0, (math.log10(g) - self.lo) / (self.hi - self.lo)))
 
     def color(self, g: float | None) -> str:
+        # _PALETTE[0] is reserved for an exact zero, so the smallest non-zero gradient is not
+        # mistaken for "no gradient"
         if g is None or not math.isfinite(g):
             return "#000000"
         if g <= 0:
             return _PALETTE[0]
-        return _PALETTE[round(self.frac(g) * (len(_PALETTE) - 1))]
+        return _PALETTE[1 + round(self.frac(g) * (len(_PALETTE) - 2))]
 
     def width(self, g: float | None) -> str:
         if g is None or not math.isfinite(g) or g <= 0:
@@ -545,17 +547,21 @@ class _Scale:
         return f"{0.8 + 2.4 * self.frac(g):.2f}"
 
     def legend(self) -> str:
-        n = len(_PALETTE)
-        cells = "".join(
-            f'<TD BGCOLOR="{c}" WIDTH="28" HEIGHT="14"></TD>' for c in _PALETTE)
-        ticks = "".join(
-            f'<TD><FONT POINT-SIZE="9">1e{round(self.lo + (self.hi - self.lo) * i / (n - 1))}</FONT></TD>'
-            if i in (0, n // 2, n - 1) else "<TD></TD>" for i in range(n))
+        cols = _PALETTE[1:]
+        n = len(cols)
+        cells = f'<TD BGCOLOR="{_PALETTE[0]}" WIDTH="28" HEIGHT="14"></TD><TD WIDTH="6"></TD>' + "".join(
+            f'<TD BGCOLOR="{c}" WIDTH="28" HEIGHT="14"></TD>' for c in cols)
+        marks = {0: self.lo, n - 1: self.hi}
+        if (self.hi - self.lo) % 2 == 0 and n % 2 == 1:
+            marks[n // 2] = (self.lo + self.hi) // 2
+        ticks = '<TD><FONT POINT-SIZE="9">0</FONT></TD><TD></TD>' + "".join(
+            f'<TD><FONT POINT-SIZE="9">1e{marks[i]}</FONT></TD>' if i in marks else "<TD></TD>"
+            for i in range(n))
         return (f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="1">'
-                f'<TR><TD COLSPAN="{n}"><B>gradient norm (log scale)</B></TD></TR>'
+                f'<TR><TD COLSPAN="{n + 2}"><B>gradient norm (log scale)</B></TD></TR>'
                 f"<TR>{cells}</TR><TR>{ticks}</TR>"
-                f'<TR><TD COLSPAN="{n}"><FONT POINT-SIZE="9">edge colour and width: the gradient '
-                f"flowing back along it</FONT></TD></TR></TABLE>>")
+                f'<TR><TD COLSPAN="{n + 2}"><FONT POINT-SIZE="9">edge colour and width: the '
+                f"gradient flowing back along it</FONT></TD></TR></TABLE>>")
 
 
 def _cluster_label(tag: tuple) -> str:
@@ -746,7 +752,8 @@ def _style_cluster(sub: graphviz.Digraph, path: tuple, mem_label: dict) -> None:
     label = _cluster_label(tag)
     if tag[0] == "step" and tag[1] in mem_label:
         label += f"\n{mem_label[tag[1]]}"
-    label = _esc(label)
+    # several lines: "\l" ends each line left-justified (a "\n" would centre them)
+    label = label.replace("\n", "\\l") + "\\l" if "\n" in label else label
     if tag[0] == "step":
         sub.attr(label=label, style="rounded,filled", fillcolor="#eef4fb", color="#7fa7d0",
                  fontsize="12", fontcolor="#1f4e79", labeljust="l")

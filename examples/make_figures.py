@@ -1,0 +1,211 @@
+"""Draw every picture in docs/visualization.md (written to docs/images/ by default).
+
+    python examples/make_figures.py              # all figures into docs/images/
+    python examples/make_figures.py --smoke --out /tmp/figs   # small and fast (tests)
+
+Needs a Graphviz renderer (system `dot`, or `pip install graphviz-pure`) for the graphs and
+matplotlib for the gradient-flow plot. Uses the public API only.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+import tinygrad_rnn as tg
+from tinygrad_rnn import nn, viz
+from tinygrad_rnn.nn import functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def save(graph, out: Path, name: str, written: list) -> None:
+    """Render a PNG; without a renderer keep the DOT text and say so."""
+    try:
+        written.append(viz.render(graph, out / f"{name}.png"))
+    except viz.RenderError as e:
+        print(f"skipped {name}.png: {e}", file=sys.stderr)
+
+
+def rnn_graphs(out: Path, device: str, written: list) -> None:
+    """A 3-step RNN with a many-to-one loss: the forward graph, then the same after backward."""
+    rnn = nn.RNN(3, 4).to(device)
+    x = tg.randn(3, 2, 3, device=device)
+    target = tg.randn(2, 4, device=device)
+    out_seq, h_n = rnn(x)
+    loss = F.mse_loss(out_seq[-1], target)          # the loss looks at the last step only
+    names = {"rnn": rnn}
+    save(viz.draw_graph(loss, model=names, title="nn.RNN(3, 4) unrolled over 3 steps (forward)"),
+         out, "rnn_forward", written)
+    with viz.record_grads():
+        loss.backward(retain_graph=True)
+    save(viz.draw_graph(loss, model=names, show_grads=True, backward_order=True,
+                        title="after loss.backward() inside viz.record_grads(): gradient norms, "
+                              "backward order #k"),
+         out, "rnn_backward", written)
+
+
+def fade_graphs(out: Path, device: str, written: list) -> None:
+    """Vanilla RNN vs LSTM after backward, on one colour scale: the RNN fades towards t = 0, the
+    LSTM's cell-state path (mul by f, add) stays bright."""
+    x = tg.randn(5, 2, 3, device=device)
+    rnn = nn.RNN(3, 4).to(device)
+    lstm = nn.LSTM(3, 4).to(device)
+    lstm.bias_ih_l0.data[4:8] = 3.0  # forget gate open
+    for name, m, steps in (("rnn", rnn, 5), ("lstm", lstm, 3)):  # (an LSTM step has ~4x the ops)
+        seq, _ = m(x[:steps])
+        loss = seq[-1].sum()
+        with viz.record_grads():
+            loss.backward()
+        save(viz.draw_graph(loss, model={name: m}, show_grads=True, grad_range=(1e-3, 10),
+                            title=f"{name.upper()}, loss on the last step, after backward "
+                                  f"(one colour scale for both pictures)"),
+             out, f"{name}_fade", written)
+
+
+class Tagger(nn.Module):
+    """LSTM encoder + linear read-out: nested modules for the module clustering picture."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(3, 4)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        out, _ = self.lstm(x)
+        return self.head(out)
+
+
+def lstm_graph(out: Path, device: str, written: list) -> None:
+    model = Tagger().to(device)
+    y = model(tg.randn(1, 2, 3, device=device))
+    loss = y.sum()
+    save(viz.draw_graph(loss, model=model, cluster="time+module", show_saved=True,
+                        title="one LSTM step, clustered by module (Tagger > lstm > t = 0, head)"),
+         out, "lstm_step_modules", written)
+
+
+def collapsed_graph(out: Path, device: str, steps: int, written: list) -> None:
+    rnn = nn.RNN(3, 4).to(device)
+    out_seq, _ = rnn(tg.randn(steps, 2, 3, device=device))
+    loss = out_seq.sum()
+    save(viz.draw_graph(loss, model={"rnn": rnn}, collapse=2, show_memory=True,
+                        title=f"{steps}-step unroll, collapse=2, show_memory=True"),
+         out, "rnn_collapsed", written)
+
+
+def tbptt_graph(out: Path, device: str, written: list) -> None:
+    """Truncated BPTT: the second chunk starts from a detached state; the cut is marked."""
+    rnn = nn.RNN(3, 4).to(device)
+    xs = tg.randn(6, 2, 3, device=device)
+    first, second = xs.split(3, 0)
+    out1, h = rnn(first)
+    out1.sum().backward()
+    rnn.zero_grad()  # (an optimizer step would go here): the drawing shows chunk 2's gradients
+    h = nn.detach_state(h)
+    out2, _ = rnn(second, h)
+    loss = out2.sum()
+    with viz.record_grads():
+        loss.backward(retain_graph=True)  # keep the saved state visible to the drawing
+    save(viz.draw_graph(loss, model={"rnn": rnn}, show_grads=True,
+                        title="truncated BPTT: chunk 2 starts from h.detach() of chunk 1"),
+         out, "tbptt_cut", written)
+
+
+def flow_models(steps: int, hidden: int, device: str) -> dict:
+    """The models of the gradient-flow figure, each measured on the same input."""
+    D, B = 4, 8
+    x = tg.randn(steps, B, D, device=device)
+    models = {}
+    models["RNN tanh (default init)"] = nn.RNN(D, hidden)
+    orth = nn.RNN(D, hidden)
+    nn.init.orthogonal_(orth.weight_hh_l0)
+    models["RNN tanh, orthogonal W_hh"] = orth
+    irnn = nn.RNN(D, hidden, nonlinearity="relu")  # IRNN: identity W_hh, zero bias, ReLU
+    nn.init.identity_(irnn.weight_hh_l0)
+    nn.init.normal_(irnn.weight_ih_l0, 0.0, 0.01)
+    nn.init.zeros_(irnn.bias_ih_l0)
+    nn.init.zeros_(irnn.bias_hh_l0)
+    models["RNN relu, identity W_hh (IRNN)"] = irnn
+    models["LSTM (default init)"] = nn.LSTM(D, hidden)
+    lstm_f = nn.LSTM(D, hidden)
+    lstm_f.bias_ih_l0.data[hidden:2 * hidden] = 3.0  # forget gate biased open: f = sigmoid(3) = 0.95
+    models["LSTM, forget bias 3"] = lstm_f
+    models["GRU (default init)"] = nn.GRU(D, hidden)
+    return {k: viz.gradient_flow(m.to(device), x, label=k) for k, m in models.items()}, x
+
+
+def flow_figure(out: Path, device: str, steps: int, hidden: int, written: list) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("skipped gradient_flow.png: pip install matplotlib", file=sys.stderr)
+        return
+    flows, x = flow_models(steps, hidden, device)
+    # exploding: a ReLU RNN with W_hh = 1.1 I and a positive bias (every unit stays active), so
+    # each step back multiplies the gradient by 1.1
+    boom = nn.RNN(4, hidden, nonlinearity="relu")
+    nn.init.identity_(boom.weight_hh_l0, gain=1.1)
+    nn.init.normal_(boom.weight_ih_l0, 0.0, 0.01)
+    nn.init.constant_(boom.bias_ih_l0, 0.1)
+    nn.init.zeros_(boom.bias_hh_l0)
+    boom = boom.to(device)
+    explode = viz.gradient_flow(boom, x, clip=1.0, label="RNN relu, W_hh = 1.1 I")
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=90)
+    viz.plot_gradient_flow({**flows, explode.label: explode}, ax=a,
+                           title=f"||dL/dh_t|| for L = <v, h_T>  (T = {steps}, H = {hidden})\n"
+                                 f"vanishing, kept (IRNN, open forget gate), exploding")
+    viz.plot_gradient_flow({explode.label: explode}, quantity="weight", clipped=True, ax=b,
+                           title=f"each step's term of W_hh.grad (the terms sum to W_hh.grad)\n"
+                                 f"clip_grad_norm_(1.0) scales every term by {explode.clip_coef:.1e}")
+    vanilla = flows["RNN tanh (default init)"]
+    b.semilogy(vanilla.steps, np.where(vanilla.weight_term_norms["weight_hh_l0"] > 0,
+                                       vanilla.weight_term_norms["weight_hh_l0"], np.nan),
+               color="C1", label="RNN tanh (default init): only the last steps contribute")
+    b.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path = out / "gradient_flow.png"
+    fig.savefig(path)
+    plt.close(fig)
+    written.append(path)
+    for k, f in flows.items():
+        print(f"{k:34s} ||dL/dh_0|| / ||dL/dh_T|| = {f.grad_norms[0] / f.grad_norms[-1]:.2e}"
+              + (f"   ||dL/dc_0|| / ||dL/dc_T|| = {f.cell_grad_norms[0] / f.cell_grad_norms[-1]:.2e}"
+                 if f.cell_grad_norms is not None else ""))
+    print(f"exploding RNN: ||dL/dh_0|| / ||dL/dh_T|| = {explode.grad_norms[0] / explode.grad_norms[-1]:.2e}, "
+          f"total gradient norm {explode.total_norm:.3g}, clip factor {explode.clip_coef:.3g}")
+
+
+def main(argv: list | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=None,
+                    help="output folder (default: docs/images, or a temporary folder with --smoke)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--smoke", action="store_true", help="small sizes, for tests")
+    args = ap.parse_args(argv)
+    tg.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    if args.out is None:  # a smoke run must never overwrite the pictures of the docs
+        args.out = tempfile.mkdtemp(prefix="figures_") if args.smoke else str(ROOT / "docs" / "images")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list = []
+    rnn_graphs(out, args.device, written)
+    lstm_graph(out, args.device, written)
+    fade_graphs(out, args.device, written)
+    collapsed_graph(out, args.device, 12 if args.smoke else 100, written)
+    tbptt_graph(out, args.device, written)
+    flow_figure(out, args.device, 12 if args.smoke else 60, 8 if args.smoke else 32, written)
+    for p in written:
+        print(f"wrote {p} ({Path(p).stat().st_size / 1024:.0f} KiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
