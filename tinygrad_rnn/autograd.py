@@ -195,18 +195,19 @@ class Function:
     ShapeError with a clear message). Non-tensor arguments (dim, shape, index...) go to `__init__`.
     """
 
-    __slots__ = ("xp", "next", "generation", "tags", "index", "out_meta", "__dict__", "__weakref__")
+    # Slots (not a per-instance dict) for everything the engine touches: an LSTM step creates a
+    # dozen Functions, and a dict per Function is measurable. Op parameters live in __dict__.
+    __slots__ = ("xp", "next", "generation", "tags", "index", "out_meta", "saved", "saved_out",
+                 "keep", "post", "visit", "freed", "__dict__", "__weakref__")
     name = "function"
     save_inputs: tuple = ()
     save_output = False
     check: Any = None
-    # Defaults read through the class until an instance sets them (saves work per op).
-    saved: Any = ()          # the inputs listed in save_inputs (Tensors); None once freed
-    saved_out: Any = None
-    keep: Any = None
-    post: Any = None          # {out_index: [weakref to retained tensor | None, hooks]}
-    freed = False
-    visit = -1
+    broadcasts = False        # may return gradients of another shape/dtype than its inputs
+    # Graph Functions also carry: saved (inputs listed in save_inputs, as Tensors), saved_out,
+    # keep (arrays a forward kept, e.g. masks), post ({out_index: [weakref | None, hooks]} for
+    # retain_grad/hooks on outputs), visit (order in the last backward), freed. Read only after
+    # they are set; release() sets saved/saved_out/keep to None.
     grad_out_norms: Any = None
     grad_in_norms: Any = None
 
@@ -302,9 +303,11 @@ class Function:
         self.generation = gen
         self.tags = _tags
         self.index = next(_counter)
+        self.post = None
+        self.visit = -1
+        self.freed = False
         si = self.save_inputs
-        if si:
-            self.saved = tuple([inputs[i] for i in si])
+        self.saved = (inputs if len(si) == len(inputs) else tuple([inputs[i] for i in si])) if si else ()
         self.out_meta = ((y.shape, y.dtype),)
         if self.save_output:
             self.saved_out = y
@@ -333,9 +336,11 @@ class Function:
         self.generation = gen
         self.tags = _tags
         self.index = next(_counter)
+        self.post = None
+        self.visit = -1
+        self.freed = False
         si = self.save_inputs
-        if si:
-            self.saved = tuple([inputs[i] for i in si])
+        self.saved = tuple([inputs[i] for i in si]) if si else ()
         self.out_meta = tuple([(y.shape, y.dtype) for y in ys])
         if self.save_output:
             self.saved_out = ys
@@ -452,10 +457,22 @@ class OuterSum:
         self.g.extend(other.g)
 
     def value(self) -> Any:
-        if len(self.a) == 1:
-            return self.a[0].T @ self.g[0]
-        xp = _array_module(self.g[0])
-        return xp.concatenate(self.a).T @ xp.concatenate(self.g)
+        a, g = self.a, self.g
+        if len(a) == 1:
+            return a[0].T @ g[0]
+        # Concatenate ~1024 rows at a time: big enough for an efficient matmul, small enough that
+        # the copies reuse memory instead of touching fresh pages (costly in VMs).
+        xp = _array_module(g[0])
+        per = max(1, 1024 // max(1, a[0].shape[0]))
+        out = None
+        for j in range(0, len(a), per):
+            part = xp.concatenate(a[j:j + per]).T @ xp.concatenate(g[j:j + per]) if per > 1 \
+                else a[j].T @ g[j]
+            if out is None:
+                out = part
+            else:
+                out += part
+        return out
 
 
 def _real(v: Any) -> Any:
@@ -584,17 +601,18 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
                     continue
                 node, idx = parent
                 leaf = node.__class__ is Tensor or isinstance(node, Tensor)
-                shape, dtype = (node.data.shape, node.data.dtype) if leaf else node.out_meta[idx]
                 cls = gx.__class__
                 if fast and cls is not _ndarray:
                     if cls is OuterSum:
                         lazy.add(node)
                     else:
                         gx = _as_array(gx, _np)
-                if gx.shape != shape:
-                    gx = _sum_to(_real(gx), shape)
-                if gx.dtype != dtype:
-                    gx = _real(gx).astype(dtype) if fast else gx.to(dtype=dtype)
+                if fn.broadcasts:  # reduce a broadcast gradient; cast back a promoted dtype
+                    shape, dtype = (node.data.shape, node.data.dtype) if leaf else node.out_meta[idx]
+                    if gx.shape != shape:
+                        gx = _sum_to(_real(gx), shape)
+                    if gx.dtype != dtype:
+                        gx = _real(gx).astype(dtype) if fast else gx.to(dtype=dtype)
                 if leaf:
                     leaves[id(node)] = node
                     _accumulate(leaf_grads, id(node), 0, 1, gx, owned)
