@@ -222,7 +222,9 @@ class Function:
     # (operators + these helpers) serves both.
     def output(self, i: int = 0) -> Any:
         """The i-th output (saved by `save_output`)."""
-        y = self.saved_out[i] if self.saved_out.__class__ is tuple else self.saved_out
+        y = self.saved_out
+        if y.__class__ is tuple:
+            y = y[i]
         if _fast:
             return y
         t = _make(y, _grad_enabled)
@@ -232,9 +234,10 @@ class Function:
 
     def saved_values(self) -> tuple:
         """The inputs listed in `save_inputs`: arrays in a plain backward, else Tensors."""
+        s = self.saved
         if _fast:
-            return tuple([t.data for t in self.saved])
-        return self.saved
+            return (s[0].data, s[1].data) if len(s) == 2 else tuple([t.data for t in s])
+        return s
 
     def const(self, a: Any) -> Any:
         """A non-differentiable array (mask, weights) usable in a backward formula."""

@@ -269,7 +269,7 @@ class Tanh(Function):
 
     def backward(self, gy):
         y = self.output()
-        t = _scalar(1, y) - y * y  # fresh temporary: *= is in place on arrays, a new op on Tensors
+        t = 1 - y * y  # fresh temporary: *= is in place on arrays, a new op on Tensors
         t *= gy
         return t
 
@@ -289,7 +289,7 @@ class Sigmoid(Function):
 
     def backward(self, gy):
         y = self.output()
-        t = _scalar(1, y) - y
+        t = 1 - y
         t *= y
         t *= gy
         return t
