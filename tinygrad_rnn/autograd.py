@@ -204,6 +204,8 @@ class Function:
     save_output = False
     check: Any = None
     broadcasts = False        # may return gradients of another shape/dtype than its inputs
+    fresh_grads = False       # backward returns new arrays (no views/aliases of gy or saved
+    #                           data), so the engine may sum further gradients into them in place
     # Graph Functions also carry: saved (inputs listed in save_inputs, as Tensors), saved_out,
     # keep (arrays a forward kept, e.g. masks), post ({out_index: [weakref | None, hooks]} for
     # retain_grad/hooks on outputs), visit (order in the last backward), freed. Read only after
@@ -443,46 +445,55 @@ def _sum_to(g: Any, shape: tuple) -> Any:
 
 
 class OuterSum:
-    """A lazily summed weight gradient: sum_k A_k^T @ G_k, kept as lists and computed as ONE
-    matmul, cat(A)^T @ cat(G), when first needed. A weight shared by T time steps then costs
-    one large, efficient matmul instead of T small ones plus T accumulations (this is what a
-    hand-written BPTT does). Only used in a plain backward (values are arrays)."""
+    """A lazily summed weight gradient: sum_k A_k^T @ G_k. A weight shared by T time steps gets T
+    terms; instead of T small matmuls and T accumulations, the terms are collected and folded in
+    blocks of ~1024 rows, cat(A)^T @ cat(G): a few large, efficient matmuls (what a hand-written
+    BPTT does with its whole-sequence matmul), while the memory held stays bounded by one block.
+    Only used in a plain backward (values are arrays)."""
 
-    __slots__ = ("a", "g", "shape", "dtype")
+    __slots__ = ("a", "g", "rows", "acc", "shape", "dtype")
+    BLOCK_ROWS = 1024
 
     def __init__(self, a: Any, g: Any) -> None:
         self.a, self.g = [a], [g]
+        self.rows = a.shape[0]
+        self.acc = None
         self.shape = (a.shape[-1], g.shape[-1])
         self.dtype = g.dtype
 
     def extend(self, other: "OuterSum") -> None:
         self.a.extend(other.a)
         self.g.extend(other.g)
+        self.rows += other.rows
+        if other.acc is not None:
+            self.acc = other.acc if self.acc is None else self.acc + other.acc
+        if self.rows >= self.BLOCK_ROWS:
+            self._fold()
 
-    def value(self) -> Any:
+    def _fold(self) -> None:
         a, g = self.a, self.g
         if len(a) == 1:
-            return a[0].T @ g[0]
-        # Concatenate ~1024 rows at a time: big enough for an efficient matmul, small enough that
-        # the copies reuse memory instead of touching fresh pages (costly in VMs).
-        xp = _array_module(g[0])
-        per = max(1, 1024 // max(1, a[0].shape[0]))
-        out = None
-        for j in range(0, len(a), per):
-            part = xp.concatenate(a[j:j + per]).T @ xp.concatenate(g[j:j + per]) if per > 1 \
-                else a[j].T @ g[j]
-            if out is None:
-                out = part
-            else:
-                out += part
-        return out
+            part = a[0].T @ g[0]
+        else:
+            xp = _array_module(g[0])
+            part = xp.concatenate(a).T @ xp.concatenate(g)
+        if self.acc is None:
+            self.acc = part
+        else:
+            self.acc += part
+        self.a, self.g, self.rows = [], [], 0
+
+    def value(self) -> Any:
+        if self.a:
+            self._fold()
+        return self.acc
 
 
 def _real(v: Any) -> Any:
     return v.value() if v.__class__ is OuterSum else v
 
 
-def _accumulate(table: dict, key: Any, slot: int, n: int, g: Any, owned: set) -> None:
+def _accumulate(table: dict, key: Any, slot: int, n: int, g: Any, owned: set, fresh: bool = False) -> None:
     """Sum a gradient value into table[key][slot]. An array the engine allocated itself is summed
     into in place (weights shared over T steps receive T terms); other arrays are never mutated:
     a backward may hand the same array to several inputs (add)."""
@@ -493,6 +504,8 @@ def _accumulate(table: dict, key: Any, slot: int, n: int, g: Any, owned: set) ->
     old = entry[slot]
     if old is None:
         entry[slot] = g
+        if fresh:
+            owned.add((key, slot))
         return
     if not _fast:  # create_graph: the sum must be part of the graph
         entry[slot] = old + g
@@ -502,10 +515,10 @@ def _accumulate(table: dict, key: Any, slot: int, n: int, g: Any, owned: set) ->
             old.extend(g)
             return
         old = old.value()
-        owned.add((id(key), slot))
+        owned.add((key, slot))
     elif g.__class__ is OuterSum:
         g = g.value()
-    k = (id(key), slot)
+    k = (key, slot)
     if k in owned and old.shape == g.shape:
         old += g
         entry[slot] = old
@@ -533,7 +546,7 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
     global _grad_enabled, _fast
     heap: list = []
     pending: dict = {}           # Function -> [gradient value per output]
-    owned: set = set()           # (id(node), slot) whose array the engine allocated
+    owned: set = set()           # (node or id(leaf), slot) whose array nobody else references
     leaves: dict = {}            # id(leaf) -> leaf; their gradient values in leaf_grads
     leaf_grads: dict = {}
     lazy: set = set()            # nodes that may hold an OuterSum (materialized when popped)
@@ -591,6 +604,7 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
             gxs = fn.backward(*gys) if len(gys) > 1 else fn.backward(gys[0])
             if gxs.__class__ is not tuple:
                 gxs = (gxs,)
+            fresh = fast and fn.fresh_grads
             if _anomaly:
                 _check_finite(fn, [_unwrap(_real(g)) for g in gxs], "backward", [_unwrap(g) for g in gys])
             if record:
@@ -618,7 +632,7 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
                         gx = _real(gx).astype(dtype) if fast else gx.to(dtype=dtype)
                 if leaf:
                     leaves[id(node)] = node
-                    _accumulate(leaf_grads, id(node), 0, 1, gx, owned)
+                    _accumulate(leaf_grads, id(node), 0, 1, gx, owned, fresh)
                     continue
                 entry = pending.get(node)
                 if entry is None:  # first gradient for this node: schedule it
@@ -626,6 +640,8 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
                     entry = pending[node] = [None] * len(node.out_meta)
                 if entry[idx] is None:
                     entry[idx] = gx
+                    if fresh:
+                        owned.add((node, idx))
                 else:
                     _accumulate(pending, node, idx, 0, gx, owned)
             if not retain_graph:  # free what backward needed; keep the structure for drawings

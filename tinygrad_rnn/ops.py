@@ -94,6 +94,7 @@ class Sub(Function):
 
 @register("mul")
 class Mul(Function):
+    fresh_grads = True
     broadcasts = True
     save_inputs = (0, 1)
 
@@ -108,6 +109,7 @@ class Mul(Function):
 
 @register("div")
 class Div(Function):
+    fresh_grads = True
     broadcasts = True
     save_inputs = (1,)
     save_output = True
@@ -124,6 +126,7 @@ class Div(Function):
 @register("pow")
 class Pow(Function):
     """a ** b with both tensors (b may be a constant made from a number)."""
+    fresh_grads = True
     broadcasts = True
     save_inputs = (0, 1)
     save_output = True
@@ -142,6 +145,7 @@ class Pow(Function):
 @register("pow_scalar")
 class PowScalar(Function):
     """x ** c with a Python number c (the common case: no gradient to the exponent)."""
+    fresh_grads = True
     save_inputs = (0,)
 
     def __init__(self, c: float) -> None:
@@ -159,6 +163,7 @@ class PowScalar(Function):
 @register("maximum")
 class Maximum(Function):
     """Elementwise max; at ties the gradient is split evenly between both inputs."""
+    fresh_grads = True
     broadcasts = True
 
     def forward(self, a, b):
@@ -176,6 +181,7 @@ class Maximum(Function):
 
 @register("minimum")
 class Minimum(Function):
+    fresh_grads = True
     broadcasts = True
     def forward(self, a, b):
         xp = self.xp
@@ -193,6 +199,7 @@ class Minimum(Function):
 @register("where")
 class Where(Function):
     """where(cond, a, b); `cond` is a boolean array (not differentiable)."""
+    fresh_grads = True
     broadcasts = True
 
     def __init__(self, cond: Any) -> None:
@@ -210,6 +217,7 @@ class Where(Function):
 # =============================================================================== elementwise, unary
 @register("neg")
 class Neg(Function):
+    fresh_grads = True
     def forward(self, x):
         return -x
 
@@ -219,6 +227,7 @@ class Neg(Function):
 
 @register("exp")
 class Exp(Function):
+    fresh_grads = True
     save_output = True
 
     def forward(self, x):
@@ -230,6 +239,7 @@ class Exp(Function):
 
 @register("log")
 class Log(Function):
+    fresh_grads = True
     save_inputs = (0,)
 
     def forward(self, x):
@@ -241,6 +251,7 @@ class Log(Function):
 
 @register("sqrt")
 class Sqrt(Function):
+    fresh_grads = True
     save_output = True
 
     def forward(self, x):
@@ -252,6 +263,7 @@ class Sqrt(Function):
 
 @register("abs")
 class Abs(Function):
+    fresh_grads = True
     def forward(self, x):
         self.keep = self.xp.sign(x)
         return self.xp.abs(x)
@@ -262,6 +274,7 @@ class Abs(Function):
 
 @register("tanh")
 class Tanh(Function):
+    fresh_grads = True
     save_output = True
 
     def forward(self, x):
@@ -278,6 +291,7 @@ class Tanh(Function):
 class Sigmoid(Function):
     """sigmoid(x) = (1 + tanh(x/2)) / 2: the same function as 1/(1+exp(-x)), but it never
     overflows for large |x| (exp(-x) does at x < -88 in float32), and costs one transcendental."""
+    fresh_grads = True
     save_output = True
 
     def forward(self, x):
@@ -297,6 +311,7 @@ class Sigmoid(Function):
 
 @register("relu")
 class Relu(Function):
+    fresh_grads = True
     def forward(self, x):
         m = x > 0
         self.keep = m
@@ -309,6 +324,7 @@ class Relu(Function):
 @register("clamp")
 class Clamp(Function):
     """clamp(x, min, max); the gradient passes where min <= x <= max."""
+    fresh_grads = True
 
     def __init__(self, lo: float | None, hi: float | None) -> None:
         self.lo, self.hi = lo, hi
@@ -381,6 +397,7 @@ def _kept_shape(shape: tuple, dims: tuple | None) -> tuple:
 
 class _Extremum(Function):
     """amax/amin: the gradient goes to the extreme elements, split evenly among ties."""
+    fresh_grads = True
 
     def __init__(self, dims: tuple | None, keepdim: bool) -> None:
         self.dims, self.keepdim = dims, keepdim
@@ -553,6 +570,7 @@ def _check_index_range(index: tuple, shape: tuple) -> None:
 
 @register("getitem")
 class GetItem(Function):
+    fresh_grads = True
     def __init__(self, index: tuple) -> None:
         self.idx = index
 
@@ -632,6 +650,7 @@ class Stack(Function):
 class Split(Function):
     """Split along `dim` into pieces of the given sizes (views). Backward is one concatenation,
     which is why a time loop should take steps from split/unbind, not from x[t] (see docs)."""
+    fresh_grads = True
 
     def __init__(self, sizes: Sequence[int], dim: int) -> None:
         self.sizes, self.dim = list(sizes), dim
@@ -669,6 +688,7 @@ def _fill_missing(fn: Function, gys: Sequence, in_shape: tuple, dim: int, sizes:
 @register("unbind")
 class Unbind(Function):
     """Remove `dim`, returning each slice (views): x -> x[0], x[1], ...; backward is one stack."""
+    fresh_grads = True
 
     def __init__(self, dim: int) -> None:
         self.dim = dim
@@ -686,6 +706,7 @@ class Unbind(Function):
 @register("matmul")
 class Matmul(Function):
     """a @ b with NumPy semantics: 1-D operands are promoted, batch dimensions broadcast."""
+    fresh_grads = True
     broadcasts = True
     save_inputs = (0, 1)
 
