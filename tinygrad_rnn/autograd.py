@@ -30,6 +30,7 @@ _array_module = backend.array_module
 # ------------------------------------------------------------------------------------ global state
 _grad_enabled = True
 _tags: tuple = ()            # ((kind, value), ...) pushed by scope(); recorded on every new Function
+_META: dict = {}             # interned out_meta records, see Function.__call__
 _counter = itertools.count()  # creation index: stable node ids for drawings, tie-break in the heap
 _record_grads = False        # when True, backward stores gradient norms on each Function (viz)
 _anomaly = False             # detect_anomaly(): check every output/gradient for NaN/Inf
@@ -313,7 +314,13 @@ class Function:
         self.freed = False
         si = self.save_inputs
         self.saved = (inputs if len(si) == len(inputs) else tuple([inputs[i] for i in si])) if si else ()
-        self.out_meta = ((y.shape, y.dtype),)
+        k = (y.shape, y.dtype)
+        m = _META.get(k)
+        if m is None:  # shared, interned (shape, dtype) records: a long unroll repeats a few shapes
+            if len(_META) > 4096:
+                _META.clear()
+            m = _META[k] = (k,)
+        self.out_meta = m
         if self.save_output:
             self.saved_out = y
         out = _make(y, True)

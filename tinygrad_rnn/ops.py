@@ -104,6 +104,12 @@ class Mul(Function):
     def backward(self, gy):
         a, b = self.saved_values()
         n = self.next
+        if self.saved[0] is self.saved[1]:
+            # x * x: both gradients go to the same place; send 2 * gy * x as one array (a squared
+            # loss of a whole sequence would otherwise hold two sequence-sized gradients at once)
+            g = gy * a
+            g += g
+            return g, None
         return (gy * b if n[0] is not None else None), (gy * a if n[1] is not None else None)
 
 
