@@ -20,6 +20,9 @@ _LAZY = {
     "Sigmoid": "layers", "CrossEntropyLoss": "layers", "MSELoss": "layers",
     "RNNCell": "rnn", "LSTMCell": "rnn", "GRUCell": "rnn", "RNN": "rnn", "LSTM": "rnn", "GRU": "rnn",
     "detach_state": "rnn",
+    "Attention": "attention", "AdditiveAttention": "attention", "DotAttention": "attention",
+    "GeneralAttention": "attention", "make_attention": "attention", "length_mask": "attention",
+    "Seq2Seq": "seq2seq",
     "utils": None,
 }
 
