@@ -43,6 +43,7 @@ def test_quick_benchmark_runs(capsys):
 
 
 def test_table_output(capsys):
-    main(["--config", "quick", "--reps", "1", "--no-torch", "--skip-extras"])
+    main(["--config", "quick", "--reps", "1", "--no-torch", "--skip-extras", "--markdown"])
     out = capsys.readouterr().out
     assert "LSTM quick" in out and "numpy BPTT" in out and "matmul floor" in out
+    assert "| lstm | quick (4, 12, 5, 6) |" in out

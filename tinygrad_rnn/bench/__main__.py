@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    ap.add_argument("--markdown", action="store_true",
+                    help="also print the results as the Markdown tables of docs/performance.md")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch even if it is installed")
     ap.add_argument("--skip-extras", action="store_true",
                     help="skip per-op overhead, peak memory and T-scaling measurements")
@@ -48,7 +50,39 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         json.dump(results, sys.stdout, indent=1, default=str)
         print()
+    if args.markdown:
+        print(markdown(results))
     return 0
+
+
+def markdown(res: dict) -> str:
+    """The results as Markdown tables (docs/performance.md is made from this output)."""
+    impls = []
+    for s in res["steps"]:
+        impls += [k for k in s["times_s"] if k not in impls]
+    lines = [f"| cell | config (B, T, D, H) | {' | '.join(impls)} | matmul floor |",
+             "|---|---|" + "---|" * (len(impls) + 1)]
+    for s in res["steps"]:
+        ref = next(v for k, v in s["times_s"].items() if "BPTT" in k)
+        cells = [f"{s['times_s'][k] * 1e3:.1f} ms ({s['times_s'][k] / ref:.2f}x)" if k in s["times_s"] else "-"
+                 for k in impls]
+        lines.append(f"| {s['cell']} | {s['config']} {tuple(s['shape'])} | {' | '.join(cells)} | "
+                     f"{s['floor_s'] * 1e3:.1f} ms |")
+    if "per_op_us" in res:
+        lines += ["", "| per-op overhead, add of (4, 4), forward + backward | us per op |", "|---|---|"]
+        lines += [f"| {k} | {v:.2f} |" for k, v in res["per_op_us"].items()]
+    if "peak_memory_long" in res:
+        lines += ["", "| peak memory, long config | tinygrad_rnn | hand-written BPTT | ratio |", "|---|---|---|---|"]
+        for cell, m in res["peak_memory_long"].items():
+            lines.append(f"| {cell} | {m['tinygrad_rnn'] / 2**20:.1f} MiB | {m['numpy BPTT'] / 2**20:.1f} MiB | "
+                         f"{m['tinygrad_rnn'] / m['numpy BPTT']:.2f}x |")
+    if "scaling" in res:
+        lines += ["", "| per-timestep cost (long config's B, D, H) | T=100 | T=1000 | ratio |", "|---|---|---|---|"]
+        for cell, sc in res["scaling"].items():
+            ps = sc["per_step_s"]
+            lines.append(f"| {cell} | {ps[100] * 1e6:.0f} us | {ps[1000] * 1e6:.0f} us | "
+                         f"{sc['ratio_1000_vs_100']:.2f} |")
+    return "\n".join(lines)
 
 
 def _print_step(r: dict) -> None:
