@@ -50,7 +50,15 @@ def nll_loss(log_probs: Tensor, target: Any, ignore_index: int = -100, reduction
     if tgt.dtype.kind not in "iu":
         raise DTypeError(f"nll_loss/cross_entropy: target must hold integer class indices, got dtype "
                          f"{tgt.dtype}; convert with .long() (probabilities as targets are not supported)")
+    if log_probs.ndim == 0:
+        raise ShapeError("nll_loss/cross_entropy: input is a scalar; it must hold one score per class, "
+                         "shape (C,) for one sample or (N, C) for a batch")
     if log_probs.ndim == 1:
+        if tgt.size != 1:
+            raise ShapeError(f"nll_loss/cross_entropy: input of shape {fmt_shape(log_probs.shape)} is "
+                             f"one sample's {log_probs.shape[0]} class scores, so target must be one "
+                             f"class index, got shape {fmt_shape(tgt.shape)}; for a batch of "
+                             f"{tgt.shape[0] if tgt.ndim else tgt.size} samples pass input of shape (N, C)")
         log_probs, tgt = log_probs.unsqueeze(0), tgt.reshape(1)
     if log_probs.ndim > 2:  # (N, C, d...) -> (N*d..., C)
         c = log_probs.shape[1]

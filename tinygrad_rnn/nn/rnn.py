@@ -193,6 +193,11 @@ def _check_float_input(layer: str, x: Any, what: str, ref: Tensor) -> None:
     if not isinstance(x, Tensor):
         raise TypeError(f"{layer}: {what} must be a Tensor, got {type(x).__name__}; wrap it with "
                         f"tinygrad_rnn.Tensor(...)")
+    if x.dtype.kind != "f":  # integer/bool data: converting the model to it is never the fix
+        raise DTypeError(f"{layer}: {what} has dtype {x.dtype}, but recurrent layers need floating-"
+                         f"point data like their parameters ({ref.dtype}); convert it with "
+                         f"{what}.to(dtype='{ref.dtype}'), or, if it holds token ids, map them to vectors "
+                         f"with nn.Embedding first")
     if x.dtype != ref.dtype:
         raise DTypeError(f"{layer}: {what} has dtype {x.dtype} but the parameters are {ref.dtype}; "
                          f"convert the input (x.to(dtype='{ref.dtype}')) or the model "
@@ -200,6 +205,19 @@ def _check_float_input(layer: str, x: Any, what: str, ref: Tensor) -> None:
     if x.device != ref.device:
         raise DeviceError(f"{layer}: {what} is on {x.device} but the parameters are on {ref.device}; "
                           f"move one of them with .to({ref.device!r}) / .to({x.device!r})")
+
+
+def _check_state_kind(layer: str, hx: Any, n_state: int, pair: str, single: str) -> None:
+    """LSTM state: a tuple/list of two tensors; RNN/GRU state: one tensor. Name the mix-up."""
+    is_seq = isinstance(hx, (tuple, list))
+    if n_state == 2 and not (is_seq and len(hx) == 2):
+        got = f"a {type(hx).__name__} of {len(hx)}" if is_seq else f"a {type(hx).__name__}"
+        raise TypeError(f"{layer}: the state must be a tuple {pair} of two tensors (hidden and cell "
+                        f"state), got {got}; pass both, as in lstm(x, (h, c)), or None for zeros")
+    if n_state == 1 and is_seq:
+        raise TypeError(f"{layer}: the state must be a single tensor {single}, got a "
+                        f"{type(hx).__name__} of {len(hx)}; only LSTM takes a pair (h, c). Pass the "
+                        f"hidden state alone (e.g. h, not (h, c)), or None for zeros")
 
 
 # ======================================================================================= cells
@@ -227,9 +245,11 @@ class _CellBase(Module):
         layer = type(self).__name__
         _check_float_input(layer, x, "input", self.weight_ih)
         if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
+            seq = (f"; a cell runs ONE time step: for a whole sequence use nn.{layer[:-4]} or loop "
+                   f"over x.unbind(0)" if x.ndim == 3 else "")
             raise ShapeError(f"{layer}: input has shape {fmt_shape(x.shape)}, expected "
                              f"(batch, input_size={self.input_size}) or (input_size={self.input_size},) "
-                             f"for one unbatched sample")
+                             f"for one unbatched sample{seq}")
         batched = x.ndim == 2
         if not batched:
             x = x.unsqueeze(0)
@@ -240,9 +260,7 @@ class _CellBase(Module):
                           for _ in names)
         else:
             parts = hx if self.rec.n_state == 2 else (hx,)
-            if self.rec.n_state == 2 and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
-                raise TypeError(f"{layer}: the state must be a tuple (h, c) of two tensors, got "
-                                f"{type(hx).__name__}")
+            _check_state_kind(layer, hx, self.rec.n_state, "(h, c)", "hx")
             want = (batch, self.hidden_size) if batched else (self.hidden_size,)
             state = []
             for name, s in zip(names, parts):
@@ -406,8 +424,7 @@ class _RNNBase(Module):
             zero = creation.zeros(batch, self.hidden_size, dtype=ref.dtype, device=ref.device)
             return [(zero,) * n] * count
         labels = ("h0", "c0") if n == 2 else ("h0",)
-        if n == 2 and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
-            raise TypeError(f"{name}: the initial state must be a tuple (h0, c0), got {type(hx).__name__}")
+        _check_state_kind(name, hx, n, "(h0, c0)", "h0")
         parts = tuple(hx) if n == 2 else (hx,)
         want = (count, batch, self.hidden_size) if batched else (count, self.hidden_size)
         per = []
@@ -415,6 +432,8 @@ class _RNNBase(Module):
             _check_float_input(name, s, label, ref)
             if tuple(s.shape) != want:
                 hint = self._swap_hint(x_shape, s.shape[1]) if s.ndim == 3 and batched else ""
+                if tuple(s.shape) == want[1:] and count == 1:
+                    hint = f"; add the leading dim with {label}.unsqueeze(0)"
                 raise ShapeError(f"{name}: {label} has shape {fmt_shape(s.shape)}, expected "
                                  f"{fmt_shape(want)} = (num_layers * num_directions={count}, "
                                  f"{'batch=' + str(batch) + ', ' if batched else ''}hidden_size="
@@ -436,6 +455,9 @@ class _RNNBase(Module):
             vals = list(lengths)
         if isinstance(vals, int):
             vals = [vals]
+        if any(isinstance(v, (list, tuple)) for v in vals):
+            raise ShapeError(f"{name}: lengths must be a flat sequence or 1-D tensor with one int per "
+                             f"sequence, got nested values {vals!r}; flatten it (e.g. lengths.reshape(-1))")
         if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in vals):
             raise DTypeError(f"{name}: lengths must be integers (one per sequence), got {vals!r}")
         vals = [int(v) for v in vals]

@@ -59,9 +59,11 @@ def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float, norm
     first = params[0].grad.data
     xp, device, dtype = backend.array_module(first), backend.device_of(first), first.dtype
 
-    def norm(a: Any) -> Any:
+    def norm(a: Any, scale: float = 1.0) -> Any:
         m = backend.array_module(a)
         a = m.abs(a)
+        if scale != 1.0:
+            a = a / m.asarray(scale, dtype=a.dtype)
         if math.isinf(norm_type):
             return a.max() if a.size else m.zeros((), dtype=a.dtype)
         if norm_type == 2.0:
@@ -70,11 +72,21 @@ def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float, norm
             return a.sum()
         return (a ** norm_type).sum() ** (1.0 / norm_type)
 
-    # Per-gradient norms, gathered on the first gradient's device (grads may live on several GPUs).
-    norms = xp.stack([backend.to_device(xp.asarray(norm(p.grad.data)), device).astype(dtype)
-                      for p in params])
-    total = norm(norms)
-    total_f = float(total)
+    def total_norm(scale: float = 1.0) -> float:
+        # Per-gradient norms, gathered on the first gradient's device (grads may live on several GPUs).
+        norms = xp.stack([backend.to_device(xp.asarray(norm(p.grad.data, scale)), device).astype(dtype)
+                          for p in params])
+        return float(norm(norms)) * scale
+
+    with backend.np.errstate(over="ignore"):  # overflow is detected and handled just below
+        total_f = total_norm()
+    if math.isinf(total_f) and not math.isinf(norm_type):
+        # Exploding but finite gradients can overflow the sum of powers (in float32 already for
+        # norms above ~1.8e19): measure in units of the largest |g|, where nothing overflows.
+        biggest = max(float(backend.array_module(p.grad.data).abs(p.grad.data).max())
+                      for p in params if p.grad.data.size)
+        if math.isfinite(biggest) and biggest > 0:
+            total_f = total_norm(biggest)
     if error_if_nonfinite and not math.isfinite(total_f):
         bad = [p.name or f"parameters[{i}]" for i, p in enumerate(params)
                if not bool(backend.array_module(p.grad.data).isfinite(p.grad.data).all())]
@@ -88,7 +100,7 @@ def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float, norm
     for p in params:
         g = p.grad.data
         g *= backend.array_module(g).asarray(coef, dtype=g.dtype)
-    return Tensor(xp.asarray(total, dtype=dtype))
+    return Tensor(xp.asarray(total_f, dtype=dtype))
 
 
 def clip_grad_value_(parameters: Tensor | Iterable[Tensor], clip_value: float) -> None:
