@@ -149,13 +149,9 @@ def test_random_op_compositions_match_numpy_and_finite_differences(case):
     for step in steps:
         if step[0] == "u":
             x = pool[step[2] % len(pool)]
-            # Known bug, tested by test_sigmoid_of_integer_tensor (xfail) until fixed in ops.py.
-            assume(not (step[1] == "sigmoid" and x.dtype.kind != "f"))
             pool.append(UNARY[step[1]][0](x))
         else:
             x, y = pool[step[2] % len(pool)], pool[step[3] % len(pool)]
-            # Known bug, tested by test_maximum_minimum_of_integer_tensors (xfail) until fixed.
-            assume(not (step[1] in ("maximum", "minimum") and x.dtype.kind != "f" and y.dtype.kind != "f"))
             pool.append(BINARY[step[1]][0](x, y))
     body = pool[-1]
     tails = _tail_ops(body.ndim)
@@ -199,16 +195,10 @@ def test_random_op_compositions_match_numpy_and_finite_differences(case):
                                    err_msg=f"d/d{'ab'[i]}: {where}")
 
 
-@pytest.mark.xfail(reason="ops.Sigmoid multiplies by _scalar(0.5, x), which casts 0.5 to x's "
-                          "integer dtype (0): sigmoid of an int tensor gives 0 (diff in the "
-                          "reliability report)", strict=False)
 def test_sigmoid_of_integer_tensor():
     np.testing.assert_allclose(tg.Tensor([0, 2]).sigmoid().numpy(), _sig(np.array([0, 2])))
 
 
-@pytest.mark.xfail(reason="ops.Maximum/Minimum build their tie weights in the output dtype: for "
-                          "two int tensors `w += 0.5 * (a == b)` fails with a bare NumPy casting "
-                          "error (diff in the reliability report)", strict=False)
 def test_maximum_minimum_of_integer_tensors():
     a, b = tg.Tensor([1, 5, 3]), tg.Tensor([2, 5, 0])
     np.testing.assert_array_equal(tg.maximum(a, b).numpy(), [2, 5, 3])

@@ -154,9 +154,6 @@ def test_anomaly_mode_changes_no_result_and_records_lines_only_when_on():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9)
 
 
-@pytest.mark.xfail(reason="detect_anomaly does not yet silence NumPy's RuntimeWarning, which "
-                          "preempts AnomalyError when warnings are errors (diff in the report)",
-                   strict=False)
 def test_anomaly_error_wins_over_numpy_warning_turned_error():
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)

@@ -141,10 +141,15 @@ class detect_anomaly:
         global _anomaly
         self._prev = _anomaly
         _anomaly = True
+        # AnomalyError reports each NaN/Inf with the op, tags and user line; NumPy's context-free
+        # RuntimeWarning (an error under -W error) would otherwise preempt that report.
+        self._errstate = _np.errstate(all="ignore")
+        self._errstate.__enter__()
 
     def __exit__(self, *exc: Any) -> None:
         global _anomaly
         _anomaly = self._prev
+        self._errstate.__exit__(*exc)
 
 
 def _user_frame() -> str:

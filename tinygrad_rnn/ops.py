@@ -40,10 +40,11 @@ def _scalar(value: float, like: Any) -> Any:
     """`value` as a cached 0-d array of like's dtype and array type: NumPy multiplies an array by
     a 0-d array about twice as fast as by a Python float (no per-call scalar conversion)."""
     a = like.data if isinstance(like, Tensor) else like
-    key = (value, a.dtype, a.__class__)
+    dt = a.dtype if a.dtype.kind == "f" else backend.np.dtype("float64")  # int * 0.5 is a float
+    key = (value, dt, a.__class__)
     c = _SCALARS.get(key)
     if c is None:
-        c = _SCALARS[key] = backend.array_module(a).asarray(value, dtype=a.dtype)
+        c = _SCALARS[key] = backend.array_module(a).asarray(value, dtype=dt)
     return c
 
 
@@ -175,7 +176,7 @@ class Maximum(Function):
     def forward(self, a, b):
         xp = self.xp
         y = xp.maximum(a, b)
-        w = (a > b).astype(y.dtype)
+        w = (a > b).astype(y.dtype if y.dtype.kind == "f" else "float64")  # ties get 0.5
         w += 0.5 * (a == b)
         self.keep = w
         return y
@@ -192,7 +193,7 @@ class Minimum(Function):
     def forward(self, a, b):
         xp = self.xp
         y = xp.minimum(a, b)
-        w = (a < b).astype(y.dtype)
+        w = (a < b).astype(y.dtype if y.dtype.kind == "f" else "float64")  # ties get 0.5
         w += 0.5 * (a == b)
         self.keep = w
         return y
@@ -410,7 +411,7 @@ class _Extremum(Function):
 
     def forward(self, x):
         y = self.reduce(x, axis=self.dims, keepdims=True)
-        m = (x == y).astype(x.dtype)
+        m = (x == y).astype(x.dtype if x.dtype.kind == "f" else "float64")  # ties share 1/count
         m /= m.sum(axis=self.dims, keepdims=True)
         self.keep = m
         return y if self.keepdim else y.reshape(_drop_dims(y.shape, self.dims))

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import backend
-from .errors import DTypeError, fmt_shape
+from .errors import DTypeError, ShapeError, fmt_shape
 
 float32 = np.dtype("float32")
 float64 = np.dtype("float64")
@@ -57,10 +57,15 @@ class Tensor:
             arr = xp.array(data, dtype=dt, copy=True)
             dev = backend.normalize_device(device) if device is not None else src_dev
         else:
-            arr = np.array(data, dtype=dt)
-            if arr.dtype == object:
-                raise DTypeError(f"Tensor: cannot make a numeric array from {type(data).__name__}; "
-                                 f"nested lists must be rectangular and hold numbers")
+            try:
+                arr = np.array(data, dtype=dt)
+            except ValueError as e:  # ragged nested lists
+                raise ShapeError(f"Tensor: cannot make an array from this {type(data).__name__}: nested "
+                                 f"lists must be rectangular (rows of equal length) and hold numbers "
+                                 f"({e})") from None
+            if arr.dtype.kind not in "biuf":
+                raise DTypeError(f"Tensor: cannot make a numeric array from {type(data).__name__} "
+                                 f"(NumPy made dtype {arr.dtype}); the data must hold numbers or bools")
             dev = backend.normalize_device(device)
         if dt is None and arr.dtype.kind == "f" and not backend.is_array(data):
             arr = arr.astype(float32)  # Python floats -> float32, as PyTorch's default dtype

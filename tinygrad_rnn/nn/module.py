@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 from .. import autograd, backend
 from ..errors import DTypeError, ShapeError, fmt_shape
-from ..tensor import Tensor, as_dtype
+from ..tensor import _DTYPE_NAMES, Tensor, as_dtype
 
 
 class Parameter(Tensor):
@@ -172,8 +172,7 @@ class Module:
     def to(self, device: Any = None, dtype: Any = None) -> "Module":
         """Move/cast every parameter and buffer in place (parameters keep their identity, so an
         optimizer created before .to() still updates them). Only float tensors change dtype."""
-        if device is not None and not (isinstance(device, str)
-                                       and device.strip().lower().split(":")[0] in ("cpu", "cuda")):
+        if device is not None and (not isinstance(device, str) or device in _DTYPE_NAMES):
             device, dtype = None, device  # module.to("float64") / module.to(tg.float64)
         dev = backend.normalize_device(device) if device is not None else None
         dt = as_dtype(dtype) if dtype is not None else None
