@@ -21,7 +21,7 @@ from . import backend
 from .errors import AnomalyError, GradError, GraphFreedError, ShapeError, fmt_shape
 from .tensor import Tensor
 
-_np = backend.np  # the CPU array module, for the fast path of the device check only
+_np = backend.np  # NumPy, named here only for the CPU fast paths (type checks, errstate)
 _ndarray = backend.ndarray
 _make = Tensor._make
 _as_array = backend.as_array
@@ -192,8 +192,10 @@ def _check_finite(fn: "Function", arrays: Sequence[Any], where: str, inputs: Seq
 # ------------------------------------------------------------------------------------------ Function
 class Function:
     """One primitive op. Subclasses define `forward(*arrays) -> array | tuple` on backend arrays
-    (use `self.xp`, never numpy directly) and `backward(*grads) -> Tensor | tuple` in Tensor ops,
-    so backward is differentiable again (create_graph=True).
+    (use `self.xp`, never numpy directly) and `backward(*grads)`, one gradient per input (None
+    where none is needed), written with Python operators and the helpers below (`output`,
+    `saved_values`, `const`, `call`). In a plain backward the formula runs on raw arrays (fast);
+    under create_graph=True the same formula runs on Tensors, so it is differentiable again.
 
     Class attributes: `name` (graph label, set by ops.register), `save_inputs` (indices of the
     inputs backward needs, available as `self.saved_values()`), `save_output` (keep the output
@@ -215,7 +217,7 @@ class Function:
     # Graph Functions also carry: saved (inputs listed in save_inputs, as Tensors), saved_out,
     # keep (arrays a forward kept, e.g. masks), post ({out_index: [weakref | None, hooks]} for
     # retain_grad/hooks on outputs), visit (order in the last backward), freed. Read only after
-    # they are set; release() sets saved/saved_out/keep to None.
+    # they are set; a backward without retain_graph sets saved/saved_out/keep to None.
     grad_out_norms: Any = None
     grad_in_norms: Any = None
 
