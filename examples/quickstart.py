@@ -5,7 +5,7 @@ step t the model must output the symbol it read `--delay` steps earlier (3 by de
 feed-forward network cannot do this; a recurrent one has to carry each symbol in its state for 3
 steps, and BPTT has to carry the gradient back over those steps to teach it that.
 
-    python examples/quickstart.py                 # about 10 s on a 2-core CPU
+    python examples/quickstart.py                 # 7 s on a 2-core CPU
     python examples/quickstart.py --device cuda   # on a GPU (pip install "tinygrad-rnn[cuda12]")
 
 What it does, in order:
