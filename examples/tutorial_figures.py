@@ -111,7 +111,9 @@ def weight_terms(out: Path, device: str, steps: int, written: list) -> None:
     written.append(path)
 
 
-def vanishing(out: Path, device: str, steps: int, hidden: int, written: list) -> None:
+def vanishing(out: Path, device: str, steps: int, hidden: int, written: list, seed: int = 0) -> None:
+    """The figure of examples/vanishing_gradients.py, with the same seed (same numbers)."""
+    tg.manual_seed(seed)
     flows, _ = vanishing_gradients.measure(steps, hidden, device, clip=1.0, show_progress=False)
     path = vanishing_gradients.plot(flows, steps, hidden, 1.0, out / "tutorial_vanishing.png")
     if path is not None:
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     scalar_graph(out, args.device, written)
     unrolled_graph(out, args.device, written)
     weight_terms(out, args.device, 8 if args.smoke else 20, written)
-    vanishing(out, args.device, 12 if args.smoke else 100, 8 if args.smoke else 32, written)
+    vanishing(out, args.device, 12 if args.smoke else 100, 8 if args.smoke else 32, written, args.seed)
     quickstart_plot(out, args.device, args.smoke, written)
     print("wrote the tutorial figures:")
     for p in written:
