@@ -85,16 +85,13 @@ def test_code_block_runs(path: Path, line: int, code: str, tmp_path: Path) -> No
                     f"--- stderr ---\n{res.stderr[-3000:]}", pytrace=False)
 
 
-def test_block_parser() -> None:
+def test_block_parser(tmp_path: Path) -> None:
     """The parser finds python blocks, honours skip markers and ignores other languages."""
     page = ("text\n```python\nprint(1)\n```\n<!-- skip-test: needs a GPU -->\n\n```python\n"
             "x = 1\n```\n```bash\nls\n```\n   ```python\n   y = 2\n   ```\n")
-    p = Path(__file__).with_name("_parser_probe.md")
-    try:
-        p.write_text(page, encoding="utf-8")
-        blocks = python_blocks(p)
-    finally:
-        p.unlink()
+    p = tmp_path / "page.md"
+    p.write_text(page, encoding="utf-8")
+    blocks = python_blocks(p)
     assert [(b[0], b[1], b[2]) for b in blocks] == [
         (2, "print(1)\n", None), (7, "x = 1\n", "needs a GPU"), (13, "y = 2\n", None)]
 
