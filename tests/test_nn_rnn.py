@@ -429,12 +429,12 @@ def test_time_loop_is_tagged_and_lean():
             per_step[key] += 1
             names[(key, f.name)] += 1
     assert len(per_step) == 2 * 2 * 6
-    # per step: h @ W_hh^T, + projection, chunk, 3 sigmoid + 2 tanh, f*c + i*g, o*tanh(c)
-    assert set(per_step.values()) == {12}
+    # per step: projection + h @ W_hh^T (one addmm), chunk, 3 sigmoid + 2 tanh, f*c + i*g, o*tanh(c)
+    assert set(per_step.values()) == {11}
     for key in per_step:
-        assert names[(key, "matmul")] == 1 and names[(key, "sigmoid")] == 3 and names[(key, "tanh")] == 2
-    # the input projections: one matmul per layer and direction, outside the steps
-    outside = [f for f in fns if f.name == "matmul" and "step" not in dict(f.tags)]
+        assert names[(key, "addmm")] == 1 and names[(key, "sigmoid")] == 3 and names[(key, "tanh")] == 2
+    # the input projections (with the folded biases): one addmm per layer and direction, outside the steps
+    outside = [f for f in fns if f.name == "addmm" and "step" not in dict(f.tags)]
     assert len(outside) == 4
 
 

@@ -100,6 +100,8 @@ CASES = [
     ("matmul", lambda a, b: a @ b, lambda a, b: a @ b, [(3,), (2, 3, 4)], None),
     ("matmul", lambda a, b: a @ b, lambda a, b: a @ b, [(2, 5, 3), (3,)], None),
     ("matmul", lambda a, b: a @ b, lambda a, b: a @ b, [(2, 1, 2, 3), (4, 3, 2)], None),
+    ("addmm", lambda c, a, b: tg.addmm(c, a, b), lambda c, a, b: c + a @ b, [(2, 4), (2, 3), (3, 4)], None),
+    ("addmm", lambda c, a, b: tg.addmm(c, a, b), lambda c, a, b: c + a @ b, [(4,), (2, 3), (3, 4)], None),
     # through float32: central differences need a larger step (float32 rounding is ~1e-7)
     ("cast", lambda a: a.float().double() * 2, lambda a: a.astype(np.float32).astype(np.float64) * 2, [(3,)], None,
      dict(eps=1e-2, atol=1e-4)),

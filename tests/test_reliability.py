@@ -69,7 +69,7 @@ class _FixedPointRNN(nn.Module):
 def test_anomaly_names_backward_op_step_module_user_line_and_stats():
     T = 165
     # d loss / d h_{t-1} = 2**(T - t) for loss = h_{T-1}; float32 holds < 2**128, so the first
-    # infinite gradient is the one matmul(h_{t-1}, W_hh^T) of step t = T - 128 sends back.
+    # infinite gradient is the one addmm(gi_t, h_{t-1}, W_hh^T) of step t = T - 128 sends back.
     expected_step = T - 128
     model = _FixedPointRNN()
     with np.errstate(all="ignore"), tg.detect_anomaly():
@@ -79,7 +79,7 @@ def test_anomaly_names_backward_op_step_module_user_line_and_stats():
             out[-1].sum().backward()
     msg = str(info.value)
     assert isinstance(info.value, FloatingPointError)
-    assert msg.startswith("backward of 'matmul' produced 0 NaN and 1 Inf values")
+    assert msg.startswith("backward of 'addmm' produced 0 NaN and 1 Inf values")
     assert f"step={expected_step}." in msg
     assert "Tags: module=_FixedPointRNN, module=rnn, layer=0, direction=forward, step=" in msg
     assert f"{THIS.name}:{_line_of('# <- exploding-gradient line')} (out, _ = self.rnn(x, h0)" in msg

@@ -15,7 +15,7 @@ from .errors import (AnomalyError, CheckpointError, DeviceError, DTypeError, Gra
                      GraphFreedError, ShapeError, TinygradRNNError)
 from . import optim
 from .gradcheck import GradcheckError, gradcheck, max_grad_error
-from .ops import (abs, amax, amin, argmax, argmin, cat, chunk, clamp, exp, log, matmul, maximum,
+from .ops import (abs, addmm, amax, amin, argmax, argmin, cat, chunk, clamp, exp, log, matmul, maximum,
                   mean, minimum, relu, sigmoid, split, sqrt, stack, sum, tanh, unbind, where)
 from .serialization import load, save
 from .tensor import Tensor, as_dtype, bool_, float16, float32, float64, int32, int64
@@ -26,7 +26,7 @@ __all__ = [
     "Tensor", "float16", "float32", "float64", "int32", "int64", "bool_", "as_dtype",
     "zeros", "ones", "full", "zeros_like", "ones_like", "full_like", "randn", "rand", "randint",
     "arange", "eye", "manual_seed", "cuda_available",
-    "cat", "stack", "split", "chunk", "unbind", "where", "matmul", "maximum", "minimum", "clamp",
+    "addmm", "cat", "stack", "split", "chunk", "unbind", "where", "matmul", "maximum", "minimum", "clamp",
     "exp", "log", "sqrt", "abs", "tanh", "sigmoid", "relu", "sum", "mean", "amax", "amin",
     "argmax", "argmin",
     "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "grad", "scope",

@@ -755,6 +755,37 @@ class Matmul(Function):
         return ga, a.swapaxes(-1, -2) @ gy
 
 
+@register("addmm")
+class Addmm(Matmul):
+    """c + a @ b as one op (BLAS's C = A B + C, PyTorch's addmm), for 2-D a and b; c broadcasts to
+    the product (a bias, or an RNN step's precomputed input projection). One Function per
+    recurrent step instead of two: the per-op bookkeeping is what bounds small RNNs."""
+    fresh_grads = False  # c's gradient is gy itself
+    save_inputs = (1, 2)
+
+    def check(self, c, a, b):
+        Matmul.check(self, a, b)
+
+    def forward(self, c, a, b):
+        y = a @ b
+        if c.shape == y.shape and c.dtype == y.dtype:
+            y += c
+            return y
+        return c + y
+
+    def backward(self, gy):
+        a, b = self.saved_values()
+        n = self.next
+        ga = gy @ b.swapaxes(-1, -2) if n[1] is not None else None
+        if n[2] is None:
+            gb = None
+        elif autograd._fast:  # a weight shared across time steps: summed later in one matmul
+            gb = autograd.OuterSum(a, gy)
+        else:
+            gb = a.swapaxes(-1, -2) @ gy
+        return gy, ga, gb
+
+
 # ======================================================================== functional API (public)
 def _t(x: Any, op: str) -> Tensor:
     if not isinstance(x, Tensor):
@@ -783,6 +814,15 @@ def pow(x, exponent):  # noqa: A001 - PyTorch's name
     if isinstance(x, Tensor) and isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
         return PowScalar(exponent)(x)
     return Pow()(x, exponent)
+
+
+def addmm(input, mat1, mat2):  # noqa: A002 - PyTorch's names
+    """input + mat1 @ mat2 in one op (mat1, mat2 2-D; input broadcasts to the product)."""
+    if not all(isinstance(t, Tensor) for t in (input, mat1, mat2)):
+        raise TypeError("addmm: input, mat1 and mat2 must be Tensors")
+    if mat1.ndim != 2 or mat2.ndim != 2:
+        return input + matmul(mat1, mat2)
+    return Addmm()(input, mat1, mat2)
 
 
 def matmul(a, b):

@@ -30,8 +30,7 @@ State = tuple  # (h,) or (h, c): every step function takes and returns a tuple o
 # ============================================================================== the recurrences
 def _project(x: Tensor, w_ih_t: Tensor, bias: Tensor | None) -> Tensor:
     """Input projection x @ W_ih^T (+ bias) for every gate at once; x is (N, D), result (N, G*H)."""
-    y = x @ w_ih_t
-    return y if bias is None else y + bias
+    return x @ w_ih_t if bias is None else ops.addmm(bias, x, w_ih_t)
 
 
 class _Recurrence:
@@ -65,7 +64,7 @@ class _Elman(_Recurrence):
         self.act = nonlinearity
 
     def step(self, gi: Tensor, state: State, k: tuple) -> State:
-        a = gi + state[0] @ k[0]
+        a = ops.addmm(gi, state[0], k[0])  # gi + h @ W_hh^T, one op
         return (a.tanh() if self.act == "tanh" else a.relu(),)
 
 
@@ -85,7 +84,7 @@ class _LSTM(_Recurrence):
 
     def step(self, gi: Tensor, state: State, k: tuple) -> State:
         h, c = state
-        i, f, g, o = (gi + h @ k[0]).chunk(4, -1)
+        i, f, g, o = ops.addmm(gi, h, k[0]).chunk(4, -1)
         if self.peephole:
             _, w_ci, w_cf, w_co = k
             i, f = (i + w_ci * c).sigmoid(), (f + w_cf * c).sigmoid()
@@ -118,16 +117,14 @@ class _GRU(_Recurrence):
         h = state[0]
         i_r, i_z, i_n = gi.chunk(3, -1)
         if self.reset_after:
-            gh = h @ k[0]
-            if k[1] is not None:
-                gh = gh + k[1]
+            gh = h @ k[0] if k[1] is None else ops.addmm(k[1], h, k[0])
             h_r, h_z, h_n = gh.chunk(3, -1)
             r, z = (i_r + h_r).sigmoid(), (i_z + h_z).sigmoid()
             n = (i_n + r * h_n).tanh()
         else:
             h_r, h_z = (h @ k[0]).chunk(2, -1)
             r, z = (i_r + h_r).sigmoid(), (i_z + h_z).sigmoid()
-            n = (i_n + (r * h) @ k[1]).tanh()
+            n = ops.addmm(i_n, r * h, k[1]).tanh()
         return (n + z * (h - n),)  # = (1 - z) * n + z * h with one op fewer
 
 
