@@ -1,0 +1,163 @@
+"""Helpers shared by the example scripts (not part of the library; examples import it as `_common`).
+
+- `make_parser(name, doc)`: argparse with the flags every example takes: --device, --seed, --out,
+  --smoke.
+- `setup(args, name)`: checks the device (a clear message instead of a traceback when CUDA is
+  missing), seeds the library's generators, creates the output folder and returns it.
+- `progress(iterable, total=, desc=)`: a progress bar, tqdm's when tqdm is installed, else a small
+  built-in one with the same methods the examples use (update, set_postfix, write, close).
+- `pyplot()`: matplotlib.pyplot on the file-only Agg backend, or None with an install hint.
+- `wrote(path)`: prints the path of a file an example wrote.
+
+Uses only the public API of tinygrad_rnn plus the standard library (tqdm and matplotlib are
+optional extras: `pip install "tinygrad-rnn[progress,plot]"`).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+# The examples multiply small matrices, one time step at a time. Multi-threaded BLAS gains nothing
+# there, and on a busy machine (other processes on the same cores) its spinning worker threads slow
+# every step down 2-10x (measured on 2 cores). So BLAS runs on one thread unless the user chose
+# otherwise, e.g. OPENBLAS_NUM_THREADS=4 python examples/char_rnn.py. This only takes effect when
+# this module is imported before NumPy, which is why the examples import it first.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import tinygrad_rnn as tg  # noqa: E402
+
+
+def make_parser(name: str, doc: str | None) -> argparse.ArgumentParser:
+    """An ArgumentParser with --device, --seed, --out (default out/<name>) and --smoke."""
+    p = argparse.ArgumentParser(prog=f"{name}.py", description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu",
+                   help="cpu (NumPy) or cuda / cuda:N (CuPy); default: cpu")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--out", type=Path, default=Path("out") / name,
+                   help=f"folder for pictures and checkpoints (default: out/{name})")
+    p.add_argument("--smoke", action="store_true",
+                   help="a tiny run that finishes in seconds (used by the tests)")
+    return p
+
+
+def setup(args: argparse.Namespace, name: str) -> Path:
+    """Validate --device, seed every generator, create --out; returns the output folder."""
+    try:
+        args.device = tg.backend.normalize_device(args.device)
+    except tg.DeviceError as e:
+        raise SystemExit(f"{name}: {e}") from None
+    tg.manual_seed(args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"{name}: device {args.device}, seed {args.seed}, output folder {out}"
+          + (" (smoke run)" if args.smoke else ""))
+    return out
+
+
+def wrote(path: str | os.PathLike) -> None:
+    print(f"wrote {path}")
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot with the Agg backend (files only, no window), or None if not installed."""
+    try:
+        import matplotlib  # noqa: PLC0415 - optional dependency
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        print('matplotlib is not installed, so no plot is drawn: pip install "tinygrad-rnn[plot]"')
+        return None
+    return plt
+
+
+def fmt_seconds(s: float) -> str:
+    return f"{s:.1f} s" if s < 120 else f"{int(s // 60)} min {s % 60:.0f} s"
+
+
+# ================================================================================ progress bar
+class _Bar:
+    """The subset of tqdm the examples use, for when tqdm is not installed. Redraws one line on a
+    terminal (at most 10 times a second); elsewhere (a log file, a test) it prints a line at every
+    10% so the output stays short."""
+
+    def __init__(self, iterable: Iterable | None, total: int | None, desc: str) -> None:
+        self.iterable, self.desc, self.n, self.postfix = iterable, desc, 0, ""
+        if total is None and iterable is not None and hasattr(iterable, "__len__"):
+            total = len(iterable)  # type: ignore[arg-type]
+        self.total = total
+        self.t0 = self.last = time.perf_counter()
+        self.tty = sys.stderr.isatty()
+        self.next_decile = 1
+
+    def __iter__(self) -> Iterator:
+        for item in self.iterable or ():
+            yield item
+            self.update()
+        self.close()
+
+    def __enter__(self) -> "_Bar":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _line(self) -> str:
+        el = time.perf_counter() - self.t0
+        if self.total:
+            frac = min(self.n / self.total, 1.0)
+            bar = "#" * int(frac * 20)
+            eta = el / frac - el if frac > 0 else 0.0
+            head = f"{self.desc}: {frac:4.0%}|{bar:<20}| {self.n}/{self.total} [{el:.0f}s<{eta:.0f}s]"
+        else:
+            head = f"{self.desc}: {self.n} [{el:.0f}s]"
+        return head + (f" {self.postfix}" if self.postfix else "")
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.perf_counter()
+        if self.tty:
+            if now - self.last >= 0.1:
+                self.last = now
+                sys.stderr.write("\r" + self._line())
+                sys.stderr.flush()
+        elif self.total and self.n * 10 >= self.next_decile * self.total:
+            self.next_decile = self.n * 10 // self.total + 1
+            print(self._line(), file=sys.stderr)
+
+    def set_postfix(self, refresh: bool = False, **kw: Any) -> None:
+        self.postfix = ", ".join(f"{k}={v}" for k, v in kw.items())
+
+    def write(self, s: str) -> None:
+        if self.tty:
+            sys.stderr.write("\r" + " " * len(self._line()) + "\r")
+        print(s)
+
+    def close(self) -> None:
+        if self.tty and self.n:
+            sys.stderr.write("\r" + self._line() + "\n")
+            sys.stderr.flush()
+        self.tty = False  # closing twice prints nothing more
+
+
+def progress(iterable: Iterable | None = None, total: int | None = None, desc: str = "") -> Any:
+    """tqdm(iterable, total, desc) if tqdm is installed, else the small fallback bar above.
+
+    `set_postfix` never forces a redraw (tqdm's default does, which would print a line for every
+    training step); off a terminal the bar is redrawn at most every 10 seconds."""
+    try:
+        from tqdm import tqdm  # noqa: PLC0415 - optional dependency
+    except ImportError:
+        return _Bar(iterable, total, desc)
+
+    class _Tqdm(tqdm):  # type: ignore[misc, valid-type]
+        def set_postfix(self, ordered_dict: Any = None, refresh: bool = False, **kw: Any) -> None:
+            super().set_postfix(ordered_dict, refresh=refresh, **kw)
+
+    return _Tqdm(iterable, total=total, desc=desc, dynamic_ncols=True, file=sys.stderr,
+                 mininterval=0.2 if sys.stderr.isatty() else 10.0)
