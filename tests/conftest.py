@@ -4,6 +4,13 @@ import pytest
 
 import tinygrad_rnn as tg
 
+try:  # Tests use small arrays: one BLAS thread is as fast, and a multi-threaded OpenBLAS slows down
+    # by 10-100x when the machine's cores are busy with other work (threads wait for each other).
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(1, user_api="blas")
+except ImportError:  # threadpoolctl comes with the dev extra (via scikit-learn)
+    pass
+
 DEVICES = ["cpu", "cuda"]
 
 

@@ -51,7 +51,12 @@ class _Recurrence:
         b_ih, b_hh = p["bias_ih"], p["bias_hh"]
         return p["weight_ih"].T, (b_ih + b_hh if b_ih is not None else None), (p["weight_hh"].T,)
 
-    def step(self, gi: Tensor, state: State, k: tuple) -> State:
+    def inputs(self, gi: Tensor, k: tuple) -> Any:
+        """What `step` takes from the input projection gi (..., G*H): by default gi itself. Runs
+        once on the projection of all steps, so work moved here leaves the time loop."""
+        return gi
+
+    def step(self, gi: Any, state: State, k: tuple) -> State:
         raise NotImplementedError
 
 
@@ -107,21 +112,38 @@ class _GRU(_Recurrence):
         self.reset_after = bool(reset_after)
 
     def prepare(self, p: dict) -> tuple[Tensor, Tensor | None, tuple]:
-        if self.reset_after:  # b_hn sits inside r * (...): it cannot be folded into the projection
-            return p["weight_ih"].T, p["bias_ih"], (p["weight_hh"].T, p["bias_hh"])
+        if self.reset_after:
+            # b_hr, b_hz are additive: fold them into the projection bias. b_hn sits inside
+            # r * (W_hn h + b_hn), so it stays in the recurrent term (see inputs()).
+            w_hh_t, b_ih, b_hh = p["weight_hh"].T, p["bias_ih"], p["bias_hh"]
+            hidden = w_hh_t.shape[0]
+            if b_ih is None:
+                return p["weight_ih"].T, None, (w_hh_t, None, hidden)
+            b_hrz, b_hn = b_hh.split([2 * hidden, hidden], 0)
+            return p["weight_ih"].T, b_ih + ops.cat([b_hrz, creation.zeros_like(b_hn)]), (w_hh_t, b_hn, hidden)
         w_ih_t, bias, (w_hh_t,) = super().prepare(p)
         hidden = w_hh_t.shape[0]
         return w_ih_t, bias, tuple(w_hh_t.split([2 * hidden, hidden], 1))  # W_h{r,z}^T, W_hn^T
 
-    def step(self, gi: Tensor, state: State, k: tuple) -> State:
+    def inputs(self, gi: Tensor, k: tuple) -> Any:
+        if not self.reset_after:
+            return gi
+        # reset_after: per step, ONE addmm gives [x_rz + h W_hrz^T, h W_hn^T + b_hn]: its added term
+        # is c = [gi_rz, b_hn]; gi_n is added after the reset gate. Built here for all steps at once.
+        hidden, b_hn = k[2], k[1]
+        g_rz, g_n = gi.split([2 * hidden, hidden], -1)
+        tail = b_hn.expand(*g_n.shape) if b_hn is not None else creation.zeros_like(g_n)
+        return ops.cat([g_rz, tail], -1), g_n
+
+    def step(self, gi: Any, state: State, k: tuple) -> State:
         h = state[0]
-        i_r, i_z, i_n = gi.chunk(3, -1)
         if self.reset_after:
-            gh = h @ k[0] if k[1] is None else ops.addmm(k[1], h, k[0])
-            h_r, h_z, h_n = gh.chunk(3, -1)
-            r, z = (i_r + h_r).sigmoid(), (i_z + h_z).sigmoid()
+            c, i_n = gi
+            rz, h_n = ops.addmm(c, h, k[0]).split([2 * k[2], k[2]], -1)
+            r, z = rz.sigmoid().chunk(2, -1)
             n = (i_n + r * h_n).tanh()
         else:
+            i_r, i_z, i_n = gi.chunk(3, -1)
             h_r, h_z = (h @ k[0]).chunk(2, -1)
             r, z = (i_r + h_r).sigmoid(), (i_z + h_z).sigmoid()
             n = ops.addmm(i_n, r * h, k[1]).tanh()
@@ -269,7 +291,7 @@ class _CellBase(Module):
                 state.append(s if batched else s.unsqueeze(0))
             state = tuple(state)
         w_ih_t, bias, k = self.rec.prepare(_get_params(self, self.rec, ""))
-        return self.rec.step(_project(x, w_ih_t, bias), state, k), batched
+        return self.rec.step(self.rec.inputs(_project(x, w_ih_t, bias), k), state, k), batched
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
@@ -482,7 +504,8 @@ class _RNNBase(Module):
         steps, batch = x.shape[0], x.shape[1]
         # All T input projections in one matmul; unbind (not x[t]) gives per-step views whose
         # backward is a single stack, so BPTT stays linear in T.
-        gis = _project(x.reshape(steps * batch, x.shape[2]), w_ih_t, bias).reshape(steps, batch, -1).unbind(0)
+        gi = rec.inputs(_project(x.reshape(steps * batch, x.shape[2]), w_ih_t, bias).reshape(steps, batch, -1), k)
+        gis = gi.unbind(0) if isinstance(gi, Tensor) else list(zip(*(g.unbind(0) for g in gi)))
         hs: list = [None] * steps
         with autograd.gc_paused():  # the unrolled graph is ~12 new objects per op and step
             for t in (range(steps - 1, -1, -1) if direction else range(steps)):
