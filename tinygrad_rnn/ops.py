@@ -167,16 +167,14 @@ class PowScalar(Function):
         return gy * (c * x) if c == 2 else gy * c * x ** (c - 1)
 
 
-@register("maximum")
-class Maximum(Function):
-    """Elementwise max; at ties the gradient is split evenly between both inputs."""
+class _Pairwise(Function):
+    """maximum / minimum: the gradient goes to the winning input; at ties it is split evenly."""
     fresh_grads = True
     broadcasts = True
 
     def forward(self, a, b):
-        xp = self.xp
-        y = xp.maximum(a, b)
-        w = (a > b).astype(y.dtype if y.dtype.kind == "f" else "float64")  # ties get 0.5
+        y = self.pick(self.xp, a, b)
+        w = self.wins(a, b).astype(y.dtype if y.dtype.kind == "f" else "float64")
         w += 0.5 * (a == b)
         self.keep = w
         return y
@@ -184,23 +182,28 @@ class Maximum(Function):
     def backward(self, gy):
         w = self.keep
         return gy * self.const(w), gy * self.const(1 - w)
+
+
+@register("maximum")
+class Maximum(_Pairwise):
+    @staticmethod
+    def pick(xp, a, b):
+        return xp.maximum(a, b)
+
+    @staticmethod
+    def wins(a, b):
+        return a > b
 
 
 @register("minimum")
-class Minimum(Function):
-    fresh_grads = True
-    broadcasts = True
-    def forward(self, a, b):
-        xp = self.xp
-        y = xp.minimum(a, b)
-        w = (a < b).astype(y.dtype if y.dtype.kind == "f" else "float64")  # ties get 0.5
-        w += 0.5 * (a == b)
-        self.keep = w
-        return y
+class Minimum(_Pairwise):
+    @staticmethod
+    def pick(xp, a, b):
+        return xp.minimum(a, b)
 
-    def backward(self, gy):
-        w = self.keep
-        return gy * self.const(w), gy * self.const(1 - w)
+    @staticmethod
+    def wins(a, b):
+        return a < b
 
 
 @register("where")
