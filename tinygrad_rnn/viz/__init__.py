@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..autograd import record_grads, scope
 from .graph import GraphDigraph, Trace, collapse_steps, draw_graph, saved_bytes, trace
-from .gradflow import GradientFlow, gradient_flow, grad_by_step, plot_gradient_flow
+from .gradflow import GradientFlow, StepGrads, gradient_flow, grad_by_step, plot_gradient_flow
 from .render import RenderError, find_renderer, render
 
 
@@ -22,5 +22,5 @@ def time_step(t: int) -> scope:
 __all__ = [
     "draw_graph", "render", "time_step", "record_grads", "trace", "collapse_steps", "saved_bytes",
     "Trace", "GraphDigraph", "RenderError", "find_renderer",
-    "gradient_flow", "grad_by_step", "GradientFlow", "plot_gradient_flow",
+    "gradient_flow", "grad_by_step", "GradientFlow", "StepGrads", "plot_gradient_flow",
 ]
