@@ -322,15 +322,7 @@ class Seq2Seq(Module):
                         break
         finally:
             self.train(was_training)
-        seqs = backend.to_numpy(xp.stack(out_tokens, 1)).tolist()
-        results, attn = [], []
-        for b, seq in enumerate(seqs):
-            n = seq.index(self.eos_idx) if self.eos_idx in seq else len(seq)
-            results.append(seq[:n])
-            if return_attention and self.attention is not None:
-                rows = min(n + 1, len(seq))
-                attn.append(backend.to_numpy(xp.stack([a[b] for a in out_alpha[:rows]], 0)))
-        return (results, attn if self.attention is not None else None) if return_attention else results
+        return self._results(xp, out_tokens, out_alpha, return_attention)
 
     def beam_search(self, src: Any, src_lengths: Any = None, beam_size: int = 5,
                     max_len: int | None = None, length_penalty: float = 0.0,
@@ -390,8 +382,12 @@ class Seq2Seq(Module):
             toks.append(tok[idx])
             alphas.append(alpha[idx] if alpha is not None else None)
             idx = origin[idx]
-        seqs = backend.to_numpy(xp.stack(toks[::-1], 1)).tolist()
-        alphas = alphas[::-1]
+        return self._results(xp, toks[::-1], alphas[::-1], return_attention)
+
+    def _results(self, xp: Any, tokens: list, alphas: list, return_attention: bool) -> Any:
+        """Per-step token arrays (B,) -> one token list per sequence, cut at EOS; with
+        return_attention, also each sequence's attention rows (up to and including EOS)."""
+        seqs = backend.to_numpy(xp.stack(tokens, 1)).tolist()
         results, attn = [], []
         for b, seq in enumerate(seqs):
             n = seq.index(self.eos_idx) if self.eos_idx in seq else len(seq)
