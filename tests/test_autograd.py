@@ -289,3 +289,27 @@ def test_backward_through_100k_step_chain():
     # fixed point of h = 0.5 h + 0.5 is 1; dh_T/dw = sum_t 0.5^t h_{T-t-1} -> 1/(1-0.5) * 1 = 2
     np.testing.assert_allclose(w.grad.numpy(), [[2.0]], rtol=1e-9)
     print(f"backward through 100,000 steps (200,000 ops): {elapsed:.2f} s")
+
+
+def test_observe_backward_sees_every_function_in_visit_order_with_edge_gradients():
+    w = tg.Tensor([1.0, 2.0], requires_grad=True, dtype=tg.float64)
+    b = tg.Tensor([[0.5], [0.25]], requires_grad=True, dtype=tg.float64)
+    v = tg.Tensor([3.0, 4.0], requires_grad=True, dtype=tg.float64)
+    y = w * v
+    z = (y + b).sum()    # b broadcasts (2,1) -> (2,2): its edge gradient is reduced to (2,1)
+    seen = []
+    with tg.observe_backward(lambda fn, gout, gin: seen.append((fn, gout, tuple(None if g is None else np.array(g) for g in gin)))):
+        z.backward()
+    assert [f.visit for f, _, _ in seen] == list(range(len(seen)))
+    names = [f.name for f, _, _ in seen]
+    assert names[0] == "sum" and names[-1] == "mul"
+    add = next(s for s in seen if s[0].name == "add")
+    np.testing.assert_array_equal(add[2][1], [[2.0], [2.0]])  # reduced to b's shape
+    mul = seen[-1]
+    np.testing.assert_array_equal(mul[2][0], [2.0 * 3.0, 2.0 * 4.0])  # d z/d w = 2 v
+    np.testing.assert_array_equal(mul[2][1], [2.0 * 1.0, 2.0 * 2.0])
+    np.testing.assert_array_equal(mul[2][0], w.grad.numpy())
+    # outside the context nothing is called
+    seen.clear()
+    (w * 3).sum().backward()
+    assert seen == []

@@ -6,8 +6,8 @@ built from primitive ops so that backpropagation through time emerges from the u
 from __future__ import annotations
 
 from . import backend
-from .autograd import (detect_anomaly, enable_grad, grad, is_grad_enabled, no_grad, record_grads,
-                       scope, set_grad_enabled)
+from .autograd import (detect_anomaly, enable_grad, grad, is_grad_enabled, no_grad,
+                       observe_backward, record_grads, scope, set_grad_enabled)
 from .backend import cuda_available, manual_seed
 from .creation import (arange, eye, full, full_like, ones, ones_like, rand, randint, randn, zeros,
                        zeros_like)
@@ -30,7 +30,7 @@ __all__ = [
     "exp", "log", "sqrt", "abs", "tanh", "sigmoid", "relu", "sum", "mean", "amax", "amin",
     "argmax", "argmin",
     "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "grad", "scope",
-    "record_grads", "detect_anomaly", "gradcheck", "max_grad_error", "GradcheckError",
+    "record_grads", "observe_backward", "detect_anomaly", "gradcheck", "max_grad_error", "GradcheckError",
     "TinygradRNNError", "ShapeError", "DeviceError", "DTypeError", "GraphFreedError", "GradError",
     "AnomalyError", "CheckpointError", "backend", "optim", "save", "load",
 ]

@@ -34,6 +34,7 @@ _META: dict = {}             # interned out_meta records, see Function.__call__
 _counter = itertools.count()  # creation index: stable node ids for drawings, tie-break in the heap
 _record_grads = False        # when True, backward stores gradient norms on each Function (viz)
 _anomaly = False             # detect_anomaly(): check every output/gradient for NaN/Inf
+_observers: tuple = ()       # observe_backward(): callbacks run after each Function's backward
 
 
 def is_grad_enabled() -> bool:
@@ -150,6 +151,29 @@ class detect_anomaly:
         global _anomaly
         _anomaly = self._prev
         self._errstate.__exit__(*exc)
+
+
+class observe_backward:
+    """Inside this context, every backward calls `callback(fn, grads_out, grads_in)` right after
+    each Function's backward, in the engine's visit order (`fn.visit`). `grads_out` holds the
+    gradient of each of fn's outputs (None where none arrived), `grads_in` the gradient fn sends
+    along each edge of `fn.next` (None where no gradient flows), already reduced to that input's
+    shape and dtype. Values are arrays (Tensors under create_graph); a callback must not modify
+    them, and must copy what it keeps (the engine later sums further terms into some in place). This is the public way for tools (viz.grad_by_step, the BPTT explorer) to watch the
+    backward sweep; it costs one test per Function when no observer is active."""
+
+    def __init__(self, callback: Callable[["Function", tuple, tuple], None]) -> None:
+        self.callback = callback
+
+    def __enter__(self) -> "observe_backward":
+        global _observers
+        self._prev = _observers
+        _observers = _observers + (self.callback,)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        global _observers
+        _observers = self._prev
 
 
 def _user_frame() -> str:
@@ -591,6 +615,7 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
     gc.disable()  # the graph has no cycles; a collection pass over 1e5 live nodes is pure cost
     visit = 0
     record = _record_grads
+    observers = _observers
     fast = _fast
     push, pop = heapq.heappush, heapq.heappop
     try:
@@ -624,6 +649,7 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
             if record:
                 fn.grad_out_norms = tuple(_norm(g) for g in gys)
                 fn.grad_in_norms = tuple(_norm(g) if p is not None else None for p, g in zip(fn.next, gxs))
+            sent = [None] * len(fn.next) if observers else None
             i = 0
             for parent in fn.next:
                 gx = gxs[i]
@@ -644,6 +670,8 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
                         gx = _sum_to(_real(gx), shape)
                     if gx.dtype != dtype:
                         gx = _real(gx).astype(dtype) if fast else gx.to(dtype=dtype)
+                if sent is not None:
+                    sent[i - 1] = gx = _real(gx)
                 if leaf:
                     leaves[id(node)] = node
                     _accumulate(leaf_grads, id(node), 0, 1, gx, owned, fresh)
@@ -658,6 +686,10 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
                         owned.add((node, idx))
                 else:
                     _accumulate(pending, node, idx, 0, gx, owned)
+            if sent is not None:
+                outs = tuple(None if g is None else _real(g) for g in gys)
+                for cb in observers:
+                    cb(fn, outs, tuple(sent))
             if not retain_graph:  # free what backward needed; keep the structure for drawings
                 fn.saved = fn.saved_out = fn.keep = None
                 fn.freed = True
