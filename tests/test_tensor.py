@@ -119,3 +119,15 @@ def test_device_roundtrip(device):
     y.backward()
     assert x.grad.device == x.device
     np.testing.assert_allclose(x.grad.numpy(), 2.0)
+
+
+def test_named_records_the_name_on_the_tensor_and_on_its_creator():
+    w = tg.Tensor([1.0, 2.0], requires_grad=True)
+    h = (w * 2).tanh().named("h_t")
+    assert h.name == "h_t" and h.creator.out_names == {0: "h_t"}
+    a, b = w.split(1)
+    b.named("second")
+    assert b.creator.out_names == {1: "second"}
+    assert w.named("W") is w and w.name == "W"
+    with pytest.raises(TypeError, match="named: expected a str"):
+        w.named(3)

@@ -166,6 +166,23 @@ class Tensor:
         """A tensor sharing this data, cut from the graph (no creator, no grad)."""
         return Tensor._make(self.data, False)
 
+    def named(self, name: str) -> "Tensor":
+        """Give this tensor a math name (e.g. "h_t", "i_t"); returns self, so it chains.
+
+        The name is kept on the tensor and, for a computed tensor, on the op that made it
+        (`creator.out_names[out_index]`), so drawings and detect_anomaly show it even after the
+        tensor itself is gone. The RNN cells name their intermediates this way."""
+        if not isinstance(name, str):
+            raise TypeError(f"named: expected a str, got {type(name).__name__}")
+        self.name = name
+        fn = self.creator
+        if fn is not None:
+            names = fn.__dict__.get("out_names")
+            if names is None:
+                names = fn.out_names = {}
+            names[self.out_index] = name
+        return self
+
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
         if requires_grad and self.data.dtype.kind != "f":
             raise DTypeError(f"only floating-point tensors can require grad, this one is "
