@@ -8,6 +8,11 @@
   built-in one with the same methods the examples use (update, set_postfix, write, close).
 - `pyplot()`: matplotlib.pyplot on the file-only Agg backend, or None with an install hint.
 - `wrote(path)`: prints the path of a file an example wrote.
+- `Run(args, name)`: one run of an example, the conventions in one place: `setup` (the header
+  line), `run.wrote(path)` for every file written, and `run.finish(metrics)` at the end, which
+  writes results.json (the metrics, the wall time and the machine: CPU, cores, load average at
+  start and end, BLAS threads, versions, device, seed, date), announces it and prints "done in".
+  The runs quoted in the docs are recorded this way (examples/recorded_runs.py).
 
 Uses only the public API of tinygrad_rnn plus the standard library (tqdm and matplotlib are
 optional extras: `pip install "tinygrad-rnn[progress,plot]"`).
@@ -15,7 +20,10 @@ optional extras: `pip install "tinygrad-rnn[progress,plot]"`).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -46,6 +54,14 @@ def make_parser(name: str, doc: str | None) -> argparse.ArgumentParser:
     return p
 
 
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """parser.parse_args(argv), keeping the arguments as given (results.json records them)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(argv)
+    args.argv = argv
+    return args
+
+
 def setup(args: argparse.Namespace, name: str) -> Path:
     """Validate --device, seed every generator, create --out; returns the output folder."""
     try:
@@ -62,6 +78,107 @@ def setup(args: argparse.Namespace, name: str) -> Path:
 
 def wrote(path: str | os.PathLike) -> None:
     print(f"wrote {path}")
+
+
+# ================================================================================ recorded runs
+def _load() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the OS has none, e.g. Windows)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _blas_threads() -> Any:
+    """Threads of each BLAS NumPy uses (threadpoolctl's report when installed, else the setting)."""
+    try:
+        from threadpoolctl import threadpool_info  # noqa: PLC0415 - optional dependency
+    except ImportError:
+        return {v: os.environ.get(v) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    return {i.get("internal_api", "?"): i.get("num_threads") for i in threadpool_info()
+            if i.get("user_api") == "blas"}
+
+
+def machine_facts() -> dict[str, Any]:
+    """What a run's time depends on: CPU, cores, BLAS threads, versions."""
+    import numpy  # noqa: PLC0415 - imported after this module set the BLAS thread count
+    try:
+        cores_usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores_usable = os.cpu_count()
+    return {"cpu": _cpu_model(), "cores": os.cpu_count(), "cores_usable": cores_usable,
+            "blas_threads": _blas_threads(), "python": platform.python_version(),
+            "numpy": numpy.__version__, "tinygrad_rnn": getattr(tg, "__version__", None),
+            "os": platform.platform()}
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, os.PathLike):
+        return str(v)
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if hasattr(v, "item") and callable(v.item):  # NumPy scalars
+        return v.item()
+    return v
+
+
+class Run:
+    """One run of an example: the conventions every example follows, in one place.
+
+    `Run(args, name)` validates the device, seeds, creates the output folder and prints the header
+    (`setup`); `wrote(path)` announces a file as it is written; `finish(metrics)` writes
+    `results.json` into the output folder (metrics, wall time, machine, load average at start and
+    end, device, seed, date, command line), announces it and prints "done in"."""
+
+    def __init__(self, args: argparse.Namespace, name: str) -> None:
+        self.name, self.args = name, args
+        self.load_start = _load()
+        self.started = dt.datetime.now(dt.timezone.utc)
+        self.t0 = time.perf_counter()
+        self.out = setup(args, name)
+        self.files: list[Path] = []
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def wrote(self, path: str | os.PathLike) -> Path:
+        self.files.append(Path(path))
+        wrote(path)
+        return Path(path)
+
+    def finish(self, metrics: dict[str, Any], **timings: float) -> dict[str, Any]:
+        """Write results.json, announce it, print "done in"; returns the record."""
+        elapsed = self.seconds()
+        path = self.out / "results.json"
+        record = {
+            "example": self.name,
+            "command": " ".join(["python", f"examples/{self.name}.py", *self.args.argv]),
+            "smoke": bool(self.args.smoke), "device": self.args.device, "seed": self.args.seed,
+            "date": self.started.strftime("%Y-%m-%d %H:%M UTC"),
+            "seconds": round(elapsed, 2),
+            "timings": {k: round(v, 2) for k, v in timings.items()},
+            "metrics": _jsonable(metrics),
+            "files": [str(p) for p in [*self.files, path]],
+            "machine": {**machine_facts(), "load_start": self.load_start, "load_end": _load()},
+            "args": _jsonable({k: v for k, v in vars(self.args).items() if k != "argv"}),
+        }
+        path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        self.wrote(path)
+        print(f"done in {fmt_seconds(elapsed)}")
+        return record
 
 
 def pyplot() -> Any:

@@ -10,7 +10,7 @@ The default corpus needs no download: the Zen of Python (from the `this` module)
 docstrings of 26 standard-library modules, about 200 kB of English prose and Python examples
 that every CPython installation carries. `--text PATH` trains on any UTF-8 text file instead.
 
-    python examples/char_rnn.py                      # LSTM, 2000 steps: about 80 s on 2 CPU cores
+    python examples/char_rnn.py                      # LSTM, 2000 steps (run time: docs/examples.md)
     python examples/char_rnn.py --cell gru
     python examples/char_rnn.py --text my.txt --steps 5000
     python examples/char_rnn.py --stop-at 1000        # stop early, as if interrupted (or Ctrl-C) ...
@@ -20,7 +20,9 @@ that every CPython installation carries. `--text PATH` trains on any UTF-8 text 
 
 Writes to --out (default out/char_rnn): checkpoint.ckpt (model, optimizer, RNG state, step, data
 position and carried state, so that a resumed run continues exactly like an uninterrupted one),
-loss.png (training and validation loss) and samples.txt.
+loss.png (training and validation loss), samples.txt and results.json (the losses, samples, run
+time and machine). The "train loss" printed at each validation is the mean over the training
+steps since the previous validation (a window average), not the loss of one batch.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _common when imported from elsewhere
-from _common import fmt_seconds, make_parser, progress, pyplot, setup, wrote  # noqa: E402
+from _common import Run, fmt_seconds, make_parser, parse, progress, pyplot  # noqa: E402
 
 import numpy as np  # noqa: E402 - after _common, which limits BLAS threads
 
@@ -186,7 +188,7 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--prime", default="The ", help="text the samples start from")
     p.add_argument("--sample-len", type=int, default=300)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.ckpt")
-    args = p.parse_args(argv)
+    args = parse(p, argv)
     if args.steps is None:
         args.steps = 20 if args.smoke else 2000
     if args.smoke:
@@ -197,8 +199,8 @@ def parse_args(argv: list[str] | None):
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    out = setup(args, NAME)
-    t_start = time.perf_counter()
+    run = Run(args, NAME)
+    out = run.out
     text, source = load_text(args.text)
     if args.smoke:
         text = text[:6000]
@@ -296,7 +298,8 @@ def main(argv: list[str] | None = None) -> dict:
                 history["val_step"].append(step)
                 history["val"].append(v)
                 save_checkpoint()
-                bar.write(f"step {step:5d}: train loss {np.mean(history['train'][-eval_every:]):.3f}, "
+                bar.write(f"step {step:5d}: train loss {np.mean(history['train'][-eval_every:]):.3f} "
+                          f"(mean of the last {min(eval_every, len(history['train']))} steps), "
                           f"validation loss {v:.3f} ({v / math.log(2):.2f} bits/char)")
 
     end = args.steps if args.stop_at is None else min(args.steps, args.stop_at)
@@ -313,7 +316,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{n_updates} updates in {fmt_seconds(t_train)} ({1000 * t_train / n_updates:.0f} ms "
               f"each); gradient norm above {args.clip} (so clipped) in {clipped} of them, largest "
               f"{max_norm:.2f}")
-        wrote(ckpt_path)
+        run.wrote(ckpt_path)
 
     s = sample(model, chars, args.prime, args.sample_len, args.temperature, args.device)
     samples.append((f"after {step} steps", s))
@@ -321,7 +324,7 @@ def main(argv: list[str] | None = None) -> dict:
     with open(out / "samples.txt", "a" if args.resume else "w", encoding="utf-8") as f:
         for title, s in samples:
             f.write(f"--- {title}, temperature {args.temperature} ---\n{s}\n\n")
-    wrote(out / "samples.txt")
+    run.wrote(out / "samples.txt")
 
     plt = pyplot()
     if plt is not None and history["train"]:
@@ -342,16 +345,24 @@ def main(argv: list[str] | None = None) -> dict:
         fig.tight_layout()
         fig.savefig(out / "loss.png")
         plt.close(fig)
-        wrote(out / "loss.png")
+        run.wrote(out / "loss.png")
 
-    elapsed = time.perf_counter() - t_start
     result = {"step": step, "train_loss": float(np.mean(history["train"][-eval_every:]))
               if history["train"] else float("nan"),
               "val_loss": history["val"][-1] if history["val"] else float("nan"),
-              "sample": s, "seconds": elapsed}
-    print(f"done in {fmt_seconds(elapsed)}: validation loss {result['val_loss']:.3f} nats/char "
-          f"({result['val_loss'] / math.log(2):.2f} bits/char)")
-    return result
+              "sample": s}
+    print(f"validation loss {result['val_loss']:.3f} nats/char "
+          f"({result['val_loss'] / math.log(2):.2f} bits/char), train loss {result['train_loss']:.3f} "
+          f"(mean of the last {min(eval_every, len(history['train']))} steps)")
+    record = run.finish({
+        **result, "val_bits": result["val_loss"] / math.log(2),
+        "validations": dict(zip(map(str, history["val_step"]), history["val"])),
+        "uniform_loss": math.log(len(chars)), "text_chars": len(text), "vocab": len(chars),
+        "train_chars": len(ids) - n_val, "val_chars": n_val, "parameters": n_params,
+        "updates": n_updates, "ms_per_update": 1000 * t_train / max(1, n_updates),
+        "clipped": int(clipped), "max_grad_norm": max_norm, "samples": dict(samples)},
+        train=t_train)
+    return {**result, "seconds": record["seconds"]}
 
 
 if __name__ == "__main__":

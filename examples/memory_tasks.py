@@ -6,8 +6,9 @@ travel back through the whole unrolled graph (BPTT over T steps):
 
 - adding problem (Hochreiter & Schmidhuber 1997): each step gets (value ~ U(0, 1), marker); exactly
   two steps are marked, one in each half of the sequence; predict the sum of the two marked values.
-  Mean squared error; always guessing 1.0 scores 1/6 ~ 0.167. "Accuracy" = share of test sequences
-  predicted within 0.04 of the true sum.
+  Mean squared error; always guessing 1.0 scores 1/6 ~ 0.167. Its "accuracy" is the share of test
+  sequences whose prediction lies within 0.04 of the true sum (|prediction - sum| < 0.04); solved
+  means test MSE < 0.01.
 - cued recall (a one-symbol copy task with a delay): each step gets one of K symbols (one-hot) and
   a cue flag; exactly one step is cued; after the last step, name the cued symbol. All other
   symbols are distractors. Training cues any step; the test cues only the first half, so every test
@@ -31,25 +32,25 @@ The lecture notes' claim is that gated cells (LSTM, GRU) keep gradients alive ov
 the vanilla RNN's gradient vanishes: the table shows the vanilla RNN at chance level for the long
 sequences where LSTM and GRU solve the task.
 
-Defaults: T = 10, 25, 50; 1000 steps of batch 64 per run; 30 runs, about 1.5 minutes on 2 CPU cores.
+Defaults: T = 10, 25, 50; 1000 steps of batch 64 per run; 30 runs (run times: docs/examples.md).
 
     python examples/memory_tasks.py                  # the default sweep
     python examples/memory_tasks.py --models rnn lstm --lengths 10 50 --steps 600
     python examples/memory_tasks.py --no-clip        # without gradient clipping
 
 Writes memory_tasks.png (test score per model and length, training curves at the longest T) and
-results.json (every number and loss curve) to --out (default out/memory_tasks).
+results.json (every number and loss curve, the run's time and machine) to --out (default
+out/memory_tasks).
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _common when imported from elsewhere
-from _common import fmt_seconds, make_parser, progress, pyplot, setup, wrote  # noqa: E402
+from _common import Run, make_parser, parse, progress, pyplot  # noqa: E402
 
 import numpy as np  # noqa: E402 - after _common, which limits BLAS threads
 
@@ -206,6 +207,29 @@ def table(results: list[dict], args) -> str:
     return "\n".join(lines)
 
 
+def markdown_tables(results: list[dict], args) -> dict[str, str]:
+    """The tables of docs/examples.md: per task, test MSE (adding) or accuracy (recall), * = solved."""
+    lengths = sorted({r["T"] for r in results})
+    tables = {}
+    for task in [t for t in TASKS if any(r["task"] == t for r in results)]:
+        head = ("adding problem, test MSE" if task == "adding"
+                else "cued recall, test accuracy (cue ≥ T/2 back)")
+        rows = [f"| {head} | " + " | ".join(f"T = {T}" for T in lengths) + " |",
+                "|---|" + "---|" * len(lengths)]
+        for m in [m for m in args.models if any(r["model"] == m for r in results)]:
+            cells = []
+            for T in lengths:
+                r = next((r for r in results if (r["model"], r["task"], r["T"]) == (m, task, T)), None)
+                if r is None or r["diverged"]:
+                    cells.append("-" if r is None else "diverged")
+                else:
+                    value = f"{r['test_loss']:.3f}" if task == "adding" else f"{r['accuracy']:.0%}"
+                    cells.append(value + (" *" if solved(r, args) else ""))
+            rows.append(f"| {m} | " + " | ".join(cells) + " |")
+        tables[task] = "\n".join(rows)
+    return tables
+
+
 STYLES = {"rnn": ("tab:red", "o", "--"), "rnn-orth": ("tab:orange", "s", "--"),
           "irnn": ("tab:brown", "^", "--"), "lstm": ("tab:blue", "D", "-"), "gru": ("tab:green", "v", "-")}
 
@@ -289,7 +313,7 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--no-clip", dest="clip", action="store_const", const=0.0)
     p.add_argument("--symbols", type=int, default=8, help="alphabet size of the recall task")
     p.add_argument("--test", type=int, default=1000, help="held-out test sequences")
-    args = p.parse_args(argv)
+    args = parse(p, argv)
     if args.smoke:
         args.lengths, args.steps, args.hidden, args.batch, args.test = [4, 8], 6, 8, 8, 50
     if min(args.lengths) < 2:
@@ -299,8 +323,7 @@ def parse_args(argv: list[str] | None):
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    out = setup(args, NAME)
-    t0 = time.perf_counter()
+    run = Run(args, NAME)
     runs = [(m, t, T) for t in args.tasks for T in args.lengths for m in args.models]
     print(f"{len(runs)} runs ({len(args.models)} models x {len(args.tasks)} tasks x "
           f"{len(args.lengths)} lengths), {args.steps} steps each, hidden {args.hidden}, "
@@ -311,21 +334,19 @@ def main(argv: list[str] | None = None) -> dict:
     for m, task, T in runs:
         r = run_one(m, task, T, args, bar)
         results.append(r)
-        bar.write(f"{task:>6} T={T:<4} {m:<9} test loss {r['test_loss']:.3f}, accuracy "
+        what = f"within {ADD_TOLERANCE} of the sum" if task == "adding" else "accuracy"
+        bar.write(f"{task:>6} T={T:<4} {m:<9} test loss {r['test_loss']:.3f}, {what} "
                   f"{r['accuracy']:.0%} ({r['seconds']:.1f} s)")
     bar.close()
     print()
     print(table(results, args))
 
-    (out / "results.json").write_text(json.dumps(
-        {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-         "results": results}, indent=1))
-    wrote(out / "results.json")
-    if plot(results, args, out / "memory_tasks.png"):
-        wrote(out / "memory_tasks.png")
-    elapsed = time.perf_counter() - t0
-    print(f"done in {fmt_seconds(elapsed)}")
-    return {"results": results, "seconds": elapsed}
+    if plot(results, args, run.out / "memory_tasks.png"):
+        run.wrote(run.out / "memory_tasks.png")
+    cells = {f"{r['task']} {r['model']} {r['T']}": {"test_loss": r["test_loss"], "accuracy": r["accuracy"]}
+             for r in results}     # e.g. cells["recall irnn 25"], quoted by docs/examples.md
+    record = run.finish({"results": results, "cells": cells, "tables": markdown_tables(results, args)})
+    return {"results": results, "seconds": record["seconds"]}
 
 
 if __name__ == "__main__":

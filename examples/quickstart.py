@@ -5,7 +5,7 @@ step t the model must output the symbol it read `--delay` steps earlier (3 by de
 feed-forward network cannot do this; a recurrent one has to carry each symbol in its state for 3
 steps, and BPTT has to carry the gradient back over those steps to teach it that.
 
-    python examples/quickstart.py                 # 7 s on a 2-core CPU
+    python examples/quickstart.py                 # run times measured: docs/examples.md
     python examples/quickstart.py --device cuda   # on a GPU (pip install "tinygrad-rnn[cuda12]")
 
 What it does, in order:
@@ -17,7 +17,8 @@ What it does, in order:
    is installed, with a hint saying what to install);
 3. measures how the gradient of the last step's loss flows back through time, before and after
    training, and plots it next to the training curve;
-4. saves the trained weights and prints the path of every file it wrote (default out/quickstart).
+4. saves the trained weights, prints the path of every file it wrote (default out/quickstart) and
+   records the run's numbers, time and machine in results.json.
 """
 from __future__ import annotations
 
@@ -26,10 +27,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _common when imported from elsewhere
-from _common import fmt_seconds, make_parser, progress, pyplot, setup, wrote  # noqa: E402
+from _common import Run, fmt_seconds, make_parser, parse, progress, pyplot  # noqa: E402
+
+import numpy as np  # noqa: E402 - after _common, which limits BLAS threads
 
 import tinygrad_rnn as tg  # noqa: E402
 from tinygrad_rnn import nn, optim, viz  # noqa: E402
@@ -177,13 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--format", default="svg", choices=["svg", "png", "pdf"],
                         help="file format of the graph drawings (default svg)")
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     if args.smoke:
         args.steps, args.seq_len, args.batch, args.hidden = 20, 8, 8, 8
     if not 0 < args.delay < args.seq_len:
         parser.error(f"--delay must be between 1 and --seq-len - 1 = {args.seq_len - 1}")
     args.log_every = max(1, args.steps // 6)
-    out = setup(args, NAME)
+    run = Run(args, NAME)
+    out = run.out
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
 
@@ -196,9 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     before = gradient_flow(model, args.delay, flow_steps, args.device)
 
     history = train(model, args, rng)
+    train_s = time.perf_counter() - t0
     (_, loss0, acc0), (_, loss1, acc1) = history[0], history[-1]
     print(f"loss {loss0:.3f} -> {loss1:.4f}, recall accuracy {acc0:.0%} -> {acc1:.0%} "
-          f"in {args.steps} steps ({fmt_seconds(time.perf_counter() - t0)})")
+          f"in {args.steps} steps ({fmt_seconds(train_s)})")
 
     written: list = []
     draw_graphs(model, args.delay, out, args.device, written, fmt=args.format)
@@ -212,9 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     tg.save(model.state_dict(), ckpt)
     written.append(ckpt)
 
-    print(f"\ndone in {fmt_seconds(time.perf_counter() - t0)}; wrote:")
+    print()
     for p in written:
-        wrote(p)
+        run.wrote(p)
+    run.finish({"loss_first": loss0, "loss_last": loss1, "accuracy_first": acc0,
+                "accuracy_last": acc1, "steps": args.steps, "parameters": n_params,
+                "flow_steps": flow_steps, "flow_peak_step": peak,
+                "flow_answer_step": flow_steps - 1 - args.delay}, train=train_s)
     return 0
 
 

@@ -7,30 +7,34 @@ is trained on pairs generated on the fly, then greedy decoding and beam search a
 fresh test set. Source and target lengths differ (T_x = 10..17, T_y = 11 with <eos>) and the
 batches are padded, so the attention masks matter.
 
-    python examples/seq2seq_attention.py                  # about a minute on a 2-core CPU
+    python examples/seq2seq_attention.py                  # run time: docs/examples.md
     python examples/seq2seq_attention.py --smoke --out /tmp/s2s   # a few seconds (tests)
     python examples/seq2seq_attention.py --device cuda
 
-Writes to --out: attention_heatmap.png (input vs output positions, matplotlib), decoder_step.png
-(or .svg; the autodiff graph of one decoder step with its attention, via viz.draw_graph and
-viz.render; only the DOT text when no Graphviz renderer is installed) and results.json.
-Uses the public API only.
+Writes to --out (default out/seq2seq_attention): attention_heatmap.png (input vs output positions,
+matplotlib), decoder_step.png (the autodiff graph of one decoder step with its attention, via
+viz.draw_graph and viz.render; only the DOT text when no Graphviz renderer is installed) and
+results.json (accuracies, training history, the run's time and machine). Uses the public API only.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _common when imported from elsewhere
+from _common import Run, fmt_seconds, make_parser, parse, progress, pyplot  # noqa: E402
 
-import tinygrad_rnn as tg
-from tinygrad_rnn import nn, optim, viz
-from tinygrad_rnn.nn.seq2seq import Seq2Seq
+import numpy as np  # noqa: E402 - after _common, which limits BLAS threads
+
+import tinygrad_rnn as tg  # noqa: E402
+from tinygrad_rnn import nn, optim, viz  # noqa: E402
+from tinygrad_rnn.nn.seq2seq import Seq2Seq  # noqa: E402
+
+NAME = "seq2seq_attention"
 
 # ====================================================================================== the task
 PAD, SOS, EOS = "<pad>", "<sos>", "<eos>"
@@ -91,34 +95,6 @@ def batchify(pairs: list[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
     return xs, ys
 
 
-# ================================================================================ progress bar
-class _Bar:
-    """tqdm when installed, else a line every `every` steps."""
-
-    def __init__(self, total: int, every: int) -> None:
-        try:
-            from tqdm import tqdm
-            self.bar = tqdm(total=total, desc="train", unit="step", leave=False, file=sys.stdout)
-        except ImportError:
-            self.bar = None
-        self.total, self.every, self.n, self.info = total, every, 0, ""
-
-    def update(self, info: str) -> None:
-        self.n += 1
-        if self.bar is not None:
-            self.bar.set_postfix_str(info, refresh=False)
-            self.bar.update(1)
-        elif self.n % self.every == 0 or self.n == self.total:
-            print(f"  step {self.n}/{self.total}  {info}", flush=True)
-
-    def write(self, text: str) -> None:
-        (self.bar.write if self.bar is not None else print)(text)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 # ================================================================================== evaluation
 def exact_match(model: Seq2Seq, pairs: list, beam: int, batch: int = 250) -> float:
     """Fraction of sources whose whole decoded output equals the target."""
@@ -133,12 +109,8 @@ def exact_match(model: Seq2Seq, pairs: list, beam: int, batch: int = 250) -> flo
 
 def save_heatmap(model: Seq2Seq, path: Path) -> Path | None:
     """Attention weights (output step x input character) for one example of three formats."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")                 # files only, never a window
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print('matplotlib is not installed, so no heat-map is drawn: pip install "tinygrad-rnn[plot]"')
+    plt = pyplot()
+    if plt is None:
         return None
 
     dates = [dt.date(2021, 8, 14), dt.date(1987, 12, 3), dt.date(2003, 6, 27)]
@@ -194,13 +166,9 @@ def save_decoder_step(model: Seq2Seq, out_dir: Path, fmt: str = "png") -> tuple[
 
 # ======================================================================================== main
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="out/seq2seq", help="folder for the pictures and results.json")
-    p.add_argument("--smoke", action="store_true", help="a few-second run (tests)")
-    p.add_argument("--steps", type=int, default=500, help="maximum training steps")
+    p = make_parser(NAME, __doc__)
+    p.add_argument("--steps", type=int, default=500,
+                   help="maximum training steps (training stops earlier once dev reaches --target)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=5e-3)
     p.add_argument("--embed", type=int, default=24)
@@ -213,7 +181,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--target", type=float, default=0.995,
                    help="stop early once the dev exact-match accuracy reaches this")
     p.add_argument("--test-size", type=int, default=1000)
-    args = p.parse_args(argv)
+    args = parse(p, argv)
     if args.smoke:
         args.steps, args.batch_size, args.eval_every, args.test_size = 12, 16, 6, 40
         args.embed, args.hidden = 8, 16
@@ -222,13 +190,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    try:
-        args.device = tg.backend.normalize_device(args.device)
-    except tg.DeviceError as e:
-        raise SystemExit(f"seq2seq_attention: {e}") from None
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tg.manual_seed(args.seed)
+    run = Run(args, NAME)          # checks --device, seeds, creates --out, prints the header
+    out_dir = run.out
     rng = np.random.default_rng(args.seed)
 
     model = Seq2Seq(len(SRC), len(TGT), embed_size=args.embed, hidden_size=args.hidden,
@@ -242,7 +205,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     dev_pairs = sample_pairs(rng, 500 if not args.smoke else 20)
 
     t0 = time.perf_counter()
-    bar = _Bar(args.steps, every=max(1, args.eval_every // 2))
+    bar = progress(total=args.steps, desc="training")
     history, step, dev_acc = [], 0, 0.0
     for step in range(1, args.steps + 1):
         model.train()
@@ -252,7 +215,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        bar.update(f"loss {loss.item():.3f}  dev {dev_acc:.1%}")
+        bar.update()
+        bar.set_postfix(loss=f"{loss.item():.3f}", dev=f"{dev_acc:.1%}")
         if step % args.eval_every == 0 or step == args.steps:
             dev_acc = exact_match(model, dev_pairs, beam=1)
             dev_beam = exact_match(model, dev_pairs, beam=args.beam)
@@ -262,9 +226,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       f"{dev_acc:.1%}, beam k={args.beam} {dev_beam:.1%}  "
                       f"({time.perf_counter() - t0:.0f}s)")
             if dev_acc >= args.target:
+                bar.total = step     # the bar ends full at the step where training stopped
                 break
     bar.close()
     train_s = time.perf_counter() - t0
+    if step < args.steps:
+        print(f"stopped at step {step}: dev greedy exact match {dev_acc:.1%} reached --target "
+              f"{args.target:.1%}")
 
     test_pairs = sample_pairs(np.random.default_rng(args.seed + 1), args.test_size)
     t1 = time.perf_counter()
@@ -272,7 +240,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t2 = time.perf_counter()
     beam_acc = exact_match(model, test_pairs, beam=args.beam)
     t3 = time.perf_counter()
-    print(f"trained {step} steps in {train_s:.0f}s")
+    print(f"trained {step} steps in {fmt_seconds(train_s)}")
     print(f"test exact match on {len(test_pairs)} new dates: greedy {greedy_acc:.1%} "
           f"({t2 - t1:.1f}s), beam search k={args.beam} {beam_acc:.1%} ({t3 - t2:.1f}s)")
     src, _ = batchify(test_pairs[:5])
@@ -281,17 +249,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     heatmap = save_heatmap(model, out_dir / "attention_heatmap.png")
     if heatmap is not None:
-        print(f"wrote {heatmap}")
+        run.wrote(heatmap)
     graph, note = save_decoder_step(model, out_dir)
-    print(f"wrote {graph}" if graph is not None else note)
+    if graph is not None:
+        run.wrote(graph)
+    else:
+        print(note)
+        run.wrote(out_dir / "decoder_step.gv")
 
-    results = {"steps": step, "train_seconds": round(train_s, 1), "greedy_accuracy": greedy_acc,
-               "beam_accuracy": beam_acc, "beam_size": args.beam, "test_size": len(test_pairs),
-               "total_seconds": round(time.perf_counter() - t0, 1), "parameters": n_params,
+    results = {"steps": step, "greedy_accuracy": greedy_acc, "beam_accuracy": beam_acc,
+               "beam_size": args.beam, "test_size": len(test_pairs), "parameters": n_params,
                "history": history, "heatmap": str(heatmap) if heatmap is not None else None,
                "decoder_step": str(graph) if graph is not None else None}
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
-    return results
+    record = run.finish(results, train=train_s, test_greedy=t2 - t1, test_beam=t3 - t2)
+    return {**results, "train_seconds": train_s, "total_seconds": record["seconds"]}
 
 
 if __name__ == "__main__":

@@ -9,20 +9,20 @@ and cross-entropy on 80% of the 1797 images, tested on the other 20% (a stratifi
 The digits ship inside scikit-learn (no download), an optional dependency of this example:
 
     pip install "tinygrad-rnn[sklearn]"
-    python examples/sequence_classification.py                 # about 30 s on 2 CPU cores
+    python examples/sequence_classification.py                 # run time: docs/examples.md
     python examples/sequence_classification.py --unidirectional --read columns
 
-Writes sequence_classification.png (learning curves, confusion matrix, misclassified test images)
-and model.ckpt to --out (default out/sequence_classification).
+Writes sequence_classification.png (learning curves, confusion matrix, misclassified test images),
+model.ckpt and results.json (the accuracies, the mistakes, the run's time and machine) to --out
+(default out/sequence_classification).
 """
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _common when imported from elsewhere
-from _common import fmt_seconds, make_parser, progress, pyplot, setup, wrote  # noqa: E402
+from _common import Run, make_parser, parse, progress, pyplot  # noqa: E402
 
 import numpy as np  # noqa: E402 - after _common, which limits BLAS threads
 
@@ -85,7 +85,7 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=5e-3)
     p.add_argument("--clip", type=float, default=1.0, help="max gradient norm")
-    args = p.parse_args(argv)
+    args = parse(p, argv)
     if args.smoke:
         args.epochs, args.hidden = 2, 16
     return args
@@ -93,8 +93,8 @@ def parse_args(argv: list[str] | None):
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    out = setup(args, NAME)
-    t0 = time.perf_counter()
+    run = Run(args, NAME)
+    out = run.out
     x_tr, y_tr, x_te, y_te, img_te = load_digits_as_sequences(args.read, args.seed)
     if args.smoke:
         x_tr, y_tr = x_tr[:256], y_tr[:256]
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
     tg.save({"model": model.state_dict(), "args": {"hidden": args.hidden, "bidirectional": bidir,
                                                     "read": args.read},
              "test_accuracy": test_acc}, out / "model.ckpt")
-    wrote(out / "model.ckpt")
+    run.wrote(out / "model.ckpt")
 
     plt = pyplot()
     if plt is not None:
@@ -194,12 +194,17 @@ def main(argv: list[str] | None = None) -> dict:
                      f"of {len(y_te)}; the first {len(wrong)})", ha="center", fontsize=9)
         fig.savefig(out / f"{NAME}.png")
         plt.close(fig)
-        wrote(out / f"{NAME}.png")
+        run.wrote(out / f"{NAME}.png")
 
-    elapsed = time.perf_counter() - t0
-    print(f"done in {fmt_seconds(elapsed)}")
-    return {"test_accuracy": test_acc, "test_loss": test_loss, "train_loss": hist["train_loss"][-1],
-            "seconds": elapsed}
+    mistakes = [(int(y_te[j]), int(pred[j])) for j in np.flatnonzero(pred != y_te)]
+    result = {"test_accuracy": test_acc, "test_loss": test_loss, "train_loss": hist["train_loss"][-1]}
+    record = run.finish({
+        **result, "train_accuracy": hist["train_acc"][-1], "test_correct": int((pred == y_te).sum()),
+        "test_size": len(y_te), "train_size": len(y_tr), "mistakes": mistakes,
+        "mistakes_text": ", ".join(f"{'an' if t == 8 else 'a'} {t} {'read ' if not k else ''}as {p}"
+                                   for k, (t, p) in enumerate(mistakes)),
+        "test_accuracy_per_epoch": hist["test_acc"]})
+    return {**result, "seconds": record["seconds"]}
 
 
 if __name__ == "__main__":

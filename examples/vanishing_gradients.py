@@ -1,7 +1,7 @@
 """Vanishing and exploding gradients, measured: how the gradient of a loss at the last step
 shrinks (or grows) as backpropagation carries it back through time, for several recurrent models.
 
-    python examples/vanishing_gradients.py                # T = 100, about 2 s on a 2-core CPU
+    python examples/vanishing_gradients.py                # T = 100 (run times: docs/examples.md)
     python examples/vanishing_gradients.py --steps 300 --hidden 64
 
 For each model it runs the same input sequence (T steps, batch 8) one step at a time, takes
@@ -18,19 +18,19 @@ with orthogonal W_hh, IRNN (ReLU, identity W_hh, zero biases), LSTM (default ini
 forget gate biased open), GRU, and a ReLU RNN with W_hh = 1.1 I whose gradient explodes, with the
 effect of gradient clipping (nn.utils.clip_grad_norm_) on it.
 
-Writes to --out (default out/vanishing_gradients): gradient_flow.png and decay_ratios.md.
+Writes to --out (default out/vanishing_gradients): gradient_flow.png, decay_ratios.md and
+results.json (the ratios, the bound, the run's time and machine).
 """
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _common when imported from elsewhere
-from _common import fmt_seconds, make_parser, progress, pyplot, setup, wrote  # noqa: E402
+from _common import Run, make_parser, parse, progress, pyplot  # noqa: E402
+
+import numpy as np  # noqa: E402 - after _common, which limits BLAS threads
 
 import tinygrad_rnn as tg  # noqa: E402
 from tinygrad_rnn import nn, viz  # noqa: E402
@@ -152,11 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=100, help="sequence length T (default 100)")
     parser.add_argument("--hidden", type=int, default=32, help="hidden size H (default 32)")
     parser.add_argument("--clip", type=float, default=1.0, help="max_norm for clip_grad_norm_")
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     if args.smoke:
         args.steps, args.hidden = 12, 8
-    out = setup(args, NAME)
-    t0 = time.perf_counter()
+    run = Run(args, NAME)
+    out = run.out
     flows, models = measure(args.steps, args.hidden, args.device, args.clip)
 
     rows = table(flows)
@@ -181,9 +181,17 @@ def main(argv: list[str] | None = None) -> int:
     png = plot(flows, args.steps, args.hidden, args.clip, out / "gradient_flow.png")
     if png is not None:
         written.append(png)
-    print(f"\ndone in {fmt_seconds(time.perf_counter() - t0)}; wrote:")
+    print()
     for p in written:
-        wrote(p)
+        run.wrote(p)
+    models_out = {}
+    for label, f in flows.items():
+        ratio, per_step = decay(f)
+        models_out[label] = {"ratio": ratio, "factor": per_step, "total_norm": f.total_norm,
+                             "clip_coef": f.clip_coef}
+    run.finish({"models": models_out, "table": "\n".join(rows), "vanilla_factor": factor,
+                "vanilla_w_hh_norm": w_norm, "exploding_total_norm": boom.total_norm,
+                "exploding_clip_coef": boom.clip_coef})
     return 0
 
 

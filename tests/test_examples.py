@@ -1,16 +1,21 @@
-"""The example scripts run: every examples/*.py (except the helper module _common.py and the figure
-generator make_figures.py) is imported from its file and its main(argv) is called with --smoke in a
-temporary folder. New examples are picked up automatically; the ones the docs promise but that do
-not exist yet are skipped. Plus checks of the shared helpers and of char_rnn's exact resume.
+"""The example scripts run: every examples/*.py (except the helper module _common.py, the figure
+generator make_figures.py and recorded_runs.py) is imported from its file and its main(argv) is
+called with --smoke in a temporary folder. New examples are picked up automatically; the ones the
+docs promise but that do not exist yet are skipped. Each run must follow the examples' conventions
+(header, "wrote" for every file, results.json, "done in", the progress bar off stdout). Plus checks
+of the shared helpers and of char_rnn's exact resume.
 
 Smoke runs only prove that the scripts work end to end; the numbers the examples are about (loss,
-accuracy, the memory-task table) are measured by their default runs and recorded in docs/examples.md.
+accuracy, the memory-task table, run times) come from their real runs, recorded in docs/results/
+by examples/recorded_runs.py; the last tests check that README.md and docs/ quote those records.
 """
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -22,7 +27,7 @@ except ImportError:  # optional (scikit-learn brings it)
     threadpool_limits = None
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-NOT_EXAMPLES = {"_common.py", "make_figures.py"}
+NOT_EXAMPLES = {"_common.py", "make_figures.py", "recorded_runs.py"}
 PROMISED = ["quickstart", "char_rnn", "memory_tasks", "vanishing_gradients", "sequence_classification",
             "seq2seq_attention"]   # the examples docs/examples.md describes
 NAMES = sorted(set(PROMISED) | {p.stem for p in EXAMPLES.glob("*.py") if p.name not in NOT_EXAMPLES})
@@ -61,13 +66,39 @@ def run_smoke(name: str, out: Path, *extra: str):
         raise
 
 
+RECORD_KEYS = {"example", "command", "smoke", "device", "seed", "date", "seconds", "timings",
+               "metrics", "files", "machine", "args"}
+MACHINE_KEYS = {"cpu", "cores", "cores_usable", "blas_threads", "python", "numpy", "load_start",
+                "load_end"}
+FIGURE_SCRIPTS = {"tutorial_figures"}   # redraw the docs' pictures; no training, no results.json
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_example_smoke_run(name, tmp_path, monkeypatch):
+def test_example_smoke_run(name, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)            # anything written to a relative path lands here
     out = tmp_path / "out"
     run_smoke(name, out)
     written = [p for p in out.rglob("*") if p.is_file()]
     assert written, f"examples/{name}.py --smoke wrote nothing to --out {out}"
+    if name in FIGURE_SCRIPTS:
+        return
+    stdout = capsys.readouterr().out
+    lines = stdout.splitlines()
+    assert lines[0] == f"{name}: device cpu, seed 0, output folder {out} (smoke run)", lines[0]
+    assert re.fullmatch(r"done in \d+\.\d s", lines[-1]), lines[-1]
+    announced = {Path(line[len("wrote "):]) for line in lines if line.startswith("wrote ")}
+    assert set(written) <= announced, f"written but not announced: {set(written) - announced}"
+    assert lines[-2] == f"wrote {out / 'results.json'}"
+    assert "it/s" not in stdout and "%|" not in stdout, "the progress bar belongs on stderr"
+
+    record = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert set(record) == RECORD_KEYS
+    assert MACHINE_KEYS <= set(record["machine"])
+    assert record["example"] == name and record["smoke"] is True
+    assert (record["device"], record["seed"]) == ("cpu", 0)
+    assert record["command"] == f"python examples/{name}.py --smoke --out {out}"
+    assert 0 < record["seconds"] < 600 and record["metrics"]
+    assert record["files"][-1] == str(out / "results.json")
 
 
 # ============================================================================ my examples' results
@@ -174,3 +205,63 @@ def test_common_parser_setup_and_fallback_bar(tmp_path, capsys, monkeypatch):
     captured = capsys.readouterr()
     assert "a message" in captured.out
     assert "work: 100%" in captured.err and "20/20" in captured.err and "loss=0.5" in captured.err
+
+
+# ===================================================================== docs numbers = recorded runs
+def recorded_runs():
+    load("char_rnn")                                           # puts examples/ on sys.path
+    import recorded_runs as rr
+    return rr
+
+
+def test_recorded_runs_are_real_runs_of_their_commands():
+    """docs/results/ holds one full (not --smoke) run per entry of RUNS, made by its command."""
+    rr = recorded_runs()
+    kept = {p.stem for p in rr.RESULTS.glob("*.json")}
+    assert kept == set(rr.RUNS), f"missing: {set(rr.RUNS) - kept}, unknown: {kept - set(rr.RUNS)}"
+    for name, (example, *args) in rr.RUNS.items():
+        record = json.loads((rr.RESULTS / f"{name}.json").read_text(encoding="utf-8"))
+        assert set(record) == RECORD_KEYS and MACHINE_KEYS <= set(record["machine"]), name
+        assert record["smoke"] is False and record["example"] == example, name
+        assert record["command"] == " ".join(["python", f"examples/{example}.py", *args,
+                                               "--out", f"out/{name}"]), name
+
+
+def test_docs_numbers_agree_with_recorded_runs():
+    """Every marked number in README.md and docs/ equals its recorded value: after re-recording,
+    `python examples/recorded_runs.py docs` rewrites them."""
+    rr = recorded_runs()
+    assert rr.stale() == [], "docs disagree with docs/results/ (run examples/recorded_runs.py docs):\n" \
+        + "\n".join(rr.stale())
+    for doc in rr.DOCS:            # each of these pages quotes at least one recorded number
+        assert rr.MARK.search((rr.ROOT / doc).read_text(encoding="utf-8")), doc
+
+
+TIME = re.compile(r"\b\d+(?:\.\d+)?\s?(?:s|ms|min|seconds|minutes)\b")
+
+
+def test_no_unrecorded_times_in_docs():
+    """A run time in README.md or the docs that quote examples is a recorded one (a marker), never
+    typed in by hand; code blocks (commands, program output of the doc's own snippets) aside."""
+    rr = recorded_runs()
+    for doc in rr.DOCS:
+        text = rr.MARK.sub("", (rr.ROOT / doc).read_text(encoding="utf-8"))
+        text = re.sub(r"```.*?```", "", text, flags=re.S)
+        hits = [line for line in text.splitlines() if TIME.search(line)]
+        assert not hits, f"{doc}: times not taken from a recorded run: {hits}"
+
+
+def test_recorded_runs_render_and_detect_stale_numbers():
+    rr = recorded_runs()
+    ns = {"a": rr.Record({"seconds": 135.2, "metrics": {"acc": 0.9876, "steps": {"200": 1.5},
+                                                        "table": "| x |\n|---|"}}), "runs": "t"}
+    doc = ("took <!--{a.seconds|time}-->old<!--/-->, acc <!--{a.metrics.acc:.1%}-->1%<!--/-->, "
+           "<!--{a.metrics.steps[200]:.2f}-->?<!--/-->\n<!--{a.metrics.table}--><!--/-->\n")
+    assert rr.render(doc, ns) == ("took <!--{a.seconds|time}-->2 min 15 s<!--/-->, acc "
+                                  "<!--{a.metrics.acc:.1%}-->98.8%<!--/-->, "
+                                  "<!--{a.metrics.steps[200]:.2f}-->1.50<!--/-->\n"
+                                  "<!--{a.metrics.table}-->\n\n| x |\n|---|\n\n<!--/-->\n")
+    assert rr.render(rr.render(doc, ns), ns) == rr.render(doc, ns)
+    assert rr.value("a.seconds|text", ns) == "\n\n```text\n135.2\n```\n\n"
+    with pytest.raises(KeyError, match="no such recorded value"):
+        rr.value("a.metrics.missing", ns)
