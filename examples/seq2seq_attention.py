@@ -220,6 +220,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if step % args.eval_every == 0 or step == args.steps:
             dev_acc = exact_match(model, dev_pairs, beam=1)
             dev_beam = exact_match(model, dev_pairs, beam=args.beam)
+            bar.set_postfix(loss=f"{loss.item():.3f}", dev=f"{dev_acc:.1%}")
             history.append({"step": step, "loss": round(loss.item(), 4), "dev_greedy": dev_acc,
                             "dev_beam": dev_beam, "seconds": round(time.perf_counter() - t0, 1)})
             bar.write(f"step {step:5d}  loss {loss.item():.4f}  dev exact match: greedy "

@@ -114,7 +114,8 @@ def vanilla_bound(model: nn.Module, flow: viz.GradientFlow) -> tuple[float, floa
 
 
 def table(flows: dict) -> list[str]:
-    rows = ["| model | ||dL/dh_0|| / ||dL/dh_T|| | factor per step back | cell state ||dL/dc_0|| / ||dL/dc_T|| | total grad norm | clip_grad_norm_ factor |",
+    rows = ["| model | ‖dL/dh_0‖ / ‖dL/dh_T‖ | factor per step back | cell state ‖dL/dc_0‖ / ‖dL/dc_T‖ "
+            "| total grad norm | clip_grad_norm_ factor |",   # ‖, not ||: a | would end the cell
             "|---|---|---|---|---|---|"]
     for label, f in flows.items():
         ratio, factor = decay(f)
