@@ -324,6 +324,20 @@ def test_jacobian_product_and_bound():
 
 
 # ============================================================================= LSTM: section 8
+def numpy_lstm(x: np.ndarray, Wi: np.ndarray, Wh: np.ndarray, b: np.ndarray) -> list[dict]:
+    """The LSTM forward in NumPy (gate order i, f, g, o, from h_{-1} = c_{-1} = 0): per step a
+    dict of i, f, g, o, c, h."""
+    H = Wh.shape[1]
+    h, c, steps = np.zeros((x.shape[1], H)), np.zeros((x.shape[1], H)), []
+    for x_t in x:
+        a = x_t @ Wi.T + h @ Wh.T + b
+        i, f, g, o = sigmoid(a[:, :H]), sigmoid(a[:, H:2 * H]), np.tanh(a[:, 2 * H:3 * H]), sigmoid(a[:, 3 * H:])
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        steps.append(dict(i=i, f=f, g=g, o=o, c=c, h=h))
+    return steps
+
+
 def lstm_run(T=6, B=2, D=3, H=4, seed=0):
     tg.manual_seed(seed)
     cell = nn.LSTMCell(D, H).double()
@@ -341,14 +355,9 @@ def lstm_run(T=6, B=2, D=3, H=4, seed=0):
     auto = [g.numpy() for g in tg.grad(L, hs + cs)]
     Wi, Wh = cell.weight_ih.numpy(), cell.weight_hh.numpy()
     b = cell.bias_ih.numpy() + cell.bias_hh.numpy()
-    gates, hp, cp = [], np.zeros((B, H)), np.zeros((B, H))
+    gates = numpy_lstm(x, Wi, Wh, b)
     for t in range(T):
-        a = x[t] @ Wi.T + hp @ Wh.T + b
-        i, f, g, o = sigmoid(a[:, :H]), sigmoid(a[:, H:2 * H]), np.tanh(a[:, 2 * H:3 * H]), sigmoid(a[:, 3 * H:])
-        cp = f * cp + i * g
-        hp = o * np.tanh(cp)
-        np.testing.assert_allclose(cp, cs[t].numpy(), atol=1e-12)
-        gates.append(dict(i=i, f=f, g=g, o=o, c=cp, h=hp))
+        np.testing.assert_allclose(gates[t]["c"], cs[t].numpy(), atol=1e-12)
     return dict(T=T, H=H, v=v, Wh=Wh, gates=gates, dh=auto[:T], dc=auto[T:])
 
 
@@ -490,15 +499,7 @@ def test_the_table_model_numbers(tmp_path):
     m = models["LSTM, forget-gate bias 3"]
     Wi, Wh = m.weight_ih_l0.numpy().astype(np.float64), m.weight_hh_l0.numpy().astype(np.float64)
     b = (m.bias_ih_l0.numpy() + m.bias_hh_l0.numpy()).astype(np.float64)
-    H = 32
-    h, c, fs = np.zeros((8, H)), np.zeros((8, H)), []
-    for t in range(100):
-        a = x[t] @ Wi.T + h @ Wh.T + b
-        i, f, g, o = sigmoid(a[:, :H]), sigmoid(a[:, H:2 * H]), np.tanh(a[:, 2 * H:3 * H]), sigmoid(a[:, 3 * H:])
-        c = f * c + i * g
-        h = o * np.tanh(c)
-        fs.append(f)
-    fs = np.array(fs[1:])
+    fs = np.array([step["f"] for step in numpy_lstm(x, Wi, Wh, b)][1:])   # f_1 ... f_{T-1}
     text = re.sub(r"\s+", " ", tut)
     assert f"forget gates average {np.exp(np.log(fs).mean()):.3f} (geometric mean)" in text
     assert f"multiply to {fs.prod(0).mean():.3f} on average" in text
