@@ -109,8 +109,10 @@ def save(obj: Any, path: str | os.PathLike) -> None:
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     except PermissionError:
-        raise PermissionError(errno.EACCES, f"save: cannot create a file in directory {directory} "
-                              f"(permission denied); save somewhere writable", directory) from None
+        given = os.path.dirname(path)
+        shown = given if given and os.path.abspath(given) == directory else directory
+        raise PermissionError(errno.EACCES, f"save: cannot create a file in directory {shown} "
+                              f"(permission denied); save somewhere writable", shown) from None
     try:
         with os.fdopen(fd, "wb") as f:
             _write_npz(f, arrays)
@@ -130,8 +132,10 @@ def save(obj: Any, path: str | os.PathLike) -> None:
 def _check_writable(path: str, target: str, directory: str) -> None:
     """Refuse before writing anything, naming what is wrong (not the hidden temporary file)."""
     if not os.path.isdir(directory):
-        raise FileNotFoundError(errno.ENOENT, f"save: directory {directory} does not exist; create it "
-                                f"first (os.makedirs(..., exist_ok=True))", directory)
+        given = os.path.dirname(path)  # as the user wrote it, unless a link led elsewhere
+        shown = given if given and os.path.abspath(given) == directory else directory
+        raise FileNotFoundError(errno.ENOENT, f"save: directory {shown} does not exist; create it "
+                                f"first (os.makedirs({shown!r}, exist_ok=True))", shown)
     if os.path.isdir(target):
         raise IsADirectoryError(errno.EISDIR, f"save: {path} is a directory; give a file name", path)
     try:
@@ -141,7 +145,7 @@ def _check_writable(path: str, target: str, directory: str) -> None:
     # a replace would succeed in a writable directory, but a read-only file says "keep me"
     # (checked by mode bits too: root passes os.access)
     if not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) or not os.access(target, os.W_OK):
-        shown = path if path == target else f"{path} (a link to {target})"
+        shown = path if not os.path.islink(path) else f"{path} (a link to {target})"
         raise PermissionError(errno.EACCES, f"save: {shown} is read-only, so it is not replaced; make "
                               f"it writable (chmod u+w) or save under another name", path)
 
