@@ -314,3 +314,10 @@ def test_nn_names_are_imported_explicitly():
     assert not hasattr(nn, "__getattr__")  # no lazy loading: static tools see every name
     for name in nn.__all__:
         assert name in vars(nn), name
+
+
+def test_numpy_value_errors_inside_an_op_are_not_called_shape_errors():
+    with pytest.raises(ValueError, match=r"pow_scalar: Integers to negative integer powers .*shape \(2,\), "
+                                         r"dtype int64") as e:
+        tg.arange(1, 3) ** -1
+    assert not isinstance(e.value, tg.ShapeError)

@@ -437,8 +437,11 @@ def _explain(op: str, inputs: Sequence[Any], xs: list, e: Exception) -> Exceptio
                 return de
     if isinstance(e, ValueError):
         shapes = " and ".join(fmt_shape(x.shape) for x in xs)
-        return ShapeError(f"{op}: cannot combine shapes {shapes} ({e}); shapes must be equal or "
-                          f"broadcastable (sizes match or are 1, aligned from the right)")
+        if "broadcast" in str(e) or "shape" in str(e):
+            return ShapeError(f"{op}: cannot combine shapes {shapes} ({e}); shapes must be equal or "
+                              f"broadcastable (sizes match or are 1, aligned from the right)")
+        dtypes = " and ".join(str(x.dtype) for x in xs)  # not a shape problem: say what NumPy said
+        return ValueError(f"{op}: {e} (inputs of shape {shapes}, dtype {dtypes})")
     return e
 
 
