@@ -244,7 +244,8 @@ REDUCTIONS_0D = [
     ("mean", lambda x, d: x.mean(dim=d)), ("amax", lambda x, d: x.amax(d)),
     ("amin", lambda x, d: x.amin(d)), ("softmax", lambda x, d: x.softmax(d)),
     ("log_softmax", lambda x, d: x.log_softmax(d)), ("logsumexp", lambda x, d: x.logsumexp(d)),
-    ("argmax", lambda x, d: x.argmax(d)),
+    ("argmax", lambda x, d: x.argmax(d)), ("squeeze", lambda x, d: x.squeeze(d)),
+    ("transpose", lambda x, d: x.transpose(0, d)),
 ]
 
 

@@ -18,7 +18,8 @@ import traceback
 from typing import Any, Callable, Iterable, Sequence
 
 from . import backend
-from .errors import AnomalyError, DTypeError, GradError, GraphFreedError, ShapeError, dtype_problem, fmt_shape
+from .errors import (AnomalyError, DTypeError, GradError, GraphFreedError, ShapeError, dtype_problem,
+                     fmt_shape)
 from .tensor import Tensor
 
 _np = backend.np  # NumPy, named here only for the CPU fast paths (type checks, errstate)

@@ -56,4 +56,3 @@ def dtype_problem(dtype: object, what: str) -> str | None:
                 f"comes from mixed or ragged values; convert it with a.astype('float32') or fix the rows")
     return (f"{what}: cannot make a numeric tensor from dtype {dtype}; the data must hold numbers or "
             f"bools")
-

@@ -1042,6 +1042,8 @@ def permute(x, *dims):
 
 def transpose(x, dim0, dim1):
     d0, d1 = _norm_dim(dim0, x.ndim, "transpose"), _norm_dim(dim1, x.ndim, "transpose")
+    if x.ndim == 0:  # transpose(0, -1) of a scalar is the scalar, as in PyTorch
+        return x
     dims = list(range(x.ndim))
     dims[d0], dims[d1] = dims[d1], dims[d0]
     return Permute(tuple(dims))(x)
