@@ -14,9 +14,8 @@ travel back through the whole unrolled graph (BPTT over T steps):
   symbols are distractors. Training cues any step; the test cues only the first half, so every test
   answer needs a memory of at least T/2 steps. Cross-entropy; chance accuracy is 1/K.
   (Why not "remember the FIRST symbol"? With the cue always at step 0 there is no short delay
-  to learn from, and with default init LSTM and GRU stayed at chance from T ~ 25 on in our trials;
-  cues at varying distances let a model learn to store and hold over short delays first, and
-  whether the hold survives long delays is what separates the cells. docs/examples.md has more.)
+  to learn from; cues at varying distances let a model learn to store and hold over short delays
+  first, and whether the hold survives long delays is what separates the cells.)
 
 Models (hidden size --hidden, all trained the same way: Adam, gradient-norm clipping unless
 --no-clip, fresh random batches every step, evaluated on 1000 held-out sequences):

@@ -31,9 +31,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _common when imported from elsewhere
+from _common import fmt_seconds  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
-DOCS = ["README.md", "docs/index.md", "docs/examples.md", "docs/seq2seq.md"]
+DOCS = ["README.md", "docs/index.md", "docs/examples.md", "docs/seq2seq.md", "docs/tutorial.md"]
 
 # run name -> the example and its arguments (the default run of each example is named after it)
 RUNS: dict[str, list[str]] = {
@@ -109,11 +112,6 @@ def _wrap(v: Any) -> Any:
     if isinstance(v, list):
         return [_wrap(x) for x in v]
     return v
-
-
-def fmt_seconds(s: float) -> str:
-    """Like examples/_common.py's: "2.5 s", "1 min 35 s"."""
-    return f"{s:.1f} s" if s < 120 else f"{int(s // 60)} min {s % 60:.0f} s"
 
 
 def runs_table(records: dict[str, Record]) -> str:
