@@ -110,15 +110,29 @@ def _blas_threads() -> Any:
             if i.get("user_api") == "blas"}
 
 
-def machine_facts() -> dict[str, Any]:
-    """What a run's time depends on: CPU, cores, BLAS threads, versions."""
+def _gpu_name(device: str) -> str | None:
+    """The GPU's name for a cuda device (None on the CPU or when CuPy cannot say)."""
+    if not device.startswith("cuda"):
+        return None
+    try:
+        cp = tg.backend.xp_for(device)
+        props = cp.cuda.runtime.getDeviceProperties(int(device.partition(":")[2] or 0))
+        name = props["name"]
+        return name.decode() if isinstance(name, bytes) else str(name)
+    except Exception:  # noqa: BLE001 - a fact for the record, never a reason to fail the run
+        return None
+
+
+def machine_facts(device: str = "cpu") -> dict[str, Any]:
+    """What a run's time depends on: CPU, cores, BLAS threads, GPU, versions."""
     import numpy  # noqa: PLC0415 - imported after this module set the BLAS thread count
     try:
         cores_usable = len(os.sched_getaffinity(0))
     except AttributeError:
         cores_usable = os.cpu_count()
     return {"cpu": _cpu_model(), "cores": os.cpu_count(), "cores_usable": cores_usable,
-            "blas_threads": _blas_threads(), "python": platform.python_version(),
+            "blas_threads": _blas_threads(), "gpu": _gpu_name(device),
+            "python": platform.python_version(),
             "numpy": numpy.__version__, "tinygrad_rnn": getattr(tg, "__version__", None),
             "os": platform.platform()}
 
@@ -172,7 +186,7 @@ class Run:
             "timings": {k: round(v, 2) for k, v in timings.items()},
             "metrics": _jsonable(metrics),
             "files": [str(p) for p in [*self.files, path]],
-            "machine": {**machine_facts(), "load_start": self.load_start, "load_end": _load()},
+            "machine": {**machine_facts(self.args.device), "load_start": self.load_start, "load_end": _load()},
             "args": _jsonable({k: v for k, v in vars(self.args).items() if k != "argv"}),
         }
         path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -176,6 +176,10 @@ def solved(r: dict, args) -> bool:
     return r["accuracy"] > 0.9
 
 
+def find(results: list[dict], model: str, task: str, steps_t: int) -> dict | None:
+    return next((r for r in results if (r["model"], r["task"], r["T"]) == (model, task, steps_t)), None)
+
+
 def table(results: list[dict], args) -> str:
     """One row per model; per task and length the test loss and accuracy; * marks solved."""
     lengths = sorted({r["T"] for r in results})
@@ -192,7 +196,7 @@ def table(results: list[dict], args) -> str:
         for m in models:
             cells = []
             for T in lengths:
-                r = next((r for r in results if (r["model"], r["task"], r["T"]) == (m, task, T)), None)
+                r = find(results, m, task, T)
                 if r is None:
                     cells.append(f"{'-':>18}")
                 elif r["diverged"]:
@@ -218,7 +222,7 @@ def markdown_tables(results: list[dict], args) -> dict[str, str]:
         for m in [m for m in args.models if any(r["model"] == m for r in results)]:
             cells = []
             for T in lengths:
-                r = next((r for r in results if (r["model"], r["task"], r["T"]) == (m, task, T)), None)
+                r = find(results, m, task, T)
                 if r is None or r["diverged"]:
                     cells.append("-" if r is None else "diverged")
                 else:
