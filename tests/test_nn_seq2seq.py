@@ -266,7 +266,7 @@ def test_example_smoke(tmp_path, capsys):
     assert 0.0 <= res["greedy_accuracy"] <= 1.0 and 0.0 <= res["beam_accuracy"] <= 1.0
     if res["heatmap"] is not None:                       # None only without matplotlib
         assert (tmp_path / "attention_heatmap.png").stat().st_size > 1000
-    assert json.loads((tmp_path / "results.json").read_text())["steps"] == res["steps"]
+    assert json.loads((tmp_path / "results.json").read_text())["metrics"]["steps"] == res["steps"]
     if res["decoder_step"] is None:
         assert (tmp_path / "decoder_step.gv").exists()
     else:
