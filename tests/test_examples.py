@@ -68,7 +68,7 @@ def run_smoke(name: str, out: Path, *extra: str):
 
 RECORD_KEYS = {"example", "command", "smoke", "device", "seed", "date", "seconds", "timings",
                "metrics", "files", "machine", "args"}
-MACHINE_KEYS = {"cpu", "cores", "cores_usable", "blas_threads", "python", "numpy", "load_start",
+MACHINE_KEYS = {"cpu", "cores", "cores_usable", "blas_threads", "gpu", "python", "numpy", "load_start",
                 "load_end"}
 
 
