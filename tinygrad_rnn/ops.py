@@ -41,10 +41,11 @@ def _scalar(value: float, like: Any) -> Any:
     a 0-d array about twice as fast as by a Python float (no per-call scalar conversion)."""
     a = like.data if isinstance(like, Tensor) else like
     dt = a.dtype if a.dtype.kind == "f" else backend.np.dtype("float64")  # int * 0.5 is a float
-    key = (value, dt, a.__class__)
+    # a GPU scalar lives on one device: cuda:1 must not reuse the one made for cuda:0
+    key = (value, dt, "cpu" if backend.is_cpu_array(a) else backend.device_of(a))
     c = _SCALARS.get(key)
     if c is None:
-        c = _SCALARS[key] = backend.array_module(a).asarray(value, dtype=dt)
+        c = _SCALARS[key] = backend.to_device(backend.np.asarray(value, dtype=dt), key[2])
     return c
 
 
