@@ -6,7 +6,8 @@ the difference is one function here.
 """
 from __future__ import annotations
 
-from typing import Any
+import threading
+from typing import Any, Callable
 
 import numpy as np
 
@@ -120,6 +121,8 @@ def to_numpy(a: Any) -> np.ndarray:
     if isinstance(a, np.ndarray):
         return a
     if _cupy is not None and isinstance(a, _cupy.ndarray):
+        if _pending.checks:  # this sync is paid anyway: settle the deferred checks first
+            sync_flags()
         return _cupy.asnumpy(a)
     return np.asarray(a)
 
@@ -178,3 +181,61 @@ def set_rng_state(state: dict) -> None:
     _seed = state.get("seed")
     _rngs.clear()
     rng("cpu").bit_generator.state = state["cpu"]
+
+
+# ----------------------------------------------------------------------------- deferred checks
+# A value check on GPU data (an index in range, a mask row not empty) needs the answer on the host:
+# a device->host sync that stalls the launch queue. Checks that would run once per step (an
+# Embedding lookup, a decoder step's attention mask) are therefore deferred: the condition is
+# computed on the device and kept here, and all pending ones are read together, in one transfer,
+# at the next point that syncs anyway (Tensor.numpy/item/tolist, backward, a decoding loop's
+# periodic stop test) or when MAX_PENDING of them have piled up. On the CPU checks stay eager.
+MAX_PENDING = 256
+
+
+class _Pending(threading.local):
+    def __init__(self) -> None:
+        self.checks: list = []  # [(bad: 0-d bool device array, make_error: () -> Exception)]
+
+
+_pending = _Pending()
+
+
+def check_later(bad: Any, make_error: Callable[[], Exception]) -> None:
+    """Record a check on device data: `bad` is a 0-d bool array on the GPU (True = invalid);
+    `make_error()` builds the exception (it may sync: it only runs when the check failed)."""
+    checks = _pending.checks
+    checks.append((bad, make_error))
+    if len(checks) >= MAX_PENDING:
+        sync_flags()
+
+
+def sync_flags(*flags: Any) -> list:
+    """Read `flags` (0-d device arrays) and every pending deferred check in ONE device->host
+    transfer; raise the first failed check's error, else return the flags' values as Python
+    scalars. With no flags and no pending checks nothing is transferred."""
+    checks, _pending.checks = _pending.checks, []
+    arrays = list(flags) + [bad for bad, _ in checks]
+    if not arrays:
+        return []
+    host: list = [None] * len(arrays)
+    by_device: dict = {}
+    for k, a in enumerate(arrays):
+        by_device.setdefault(device_of(a), []).append(k)
+    for dev, ks in by_device.items():  # one transfer per device (arrays on two GPUs cannot stack)
+        if dev == "cpu":
+            vals = [np.asarray(arrays[k]).item() for k in ks]
+        else:
+            with _cupy.cuda.Device(int(dev[5:])):
+                vals = _cupy.stack([arrays[k].astype(np.float64) for k in ks]).get().tolist()
+        for k, v in zip(ks, vals):
+            host[k] = v
+    for (_, make_error), bad in zip(checks, host[len(flags):]):
+        if bad:
+            raise make_error()
+    return host[:len(flags)]
+
+
+def pending_checks() -> int:
+    """How many deferred checks wait for the next sync (0 on the CPU, where checks are eager)."""
+    return len(_pending.checks)

@@ -544,12 +544,34 @@ def _prepare_index(index: Any, x: Tensor) -> tuple:
     return tuple(out)
 
 
-def _check_index_range(index: tuple, shape: tuple) -> None:
-    """CuPy wraps out-of-range integer-array indices silently: check on both backends."""
+def _index_error(bad: int, dim: int, shape: tuple, later: bool = False) -> IndexError:
+    n = shape[dim]
+    when = (" (found at the next sync point, not when indexing: GPU index arrays are checked on "
+            "the device, without a host round trip per index)") if later else ""
+    return IndexError(f"getitem: index {bad} is out of range for dimension {dim} of size {n} "
+                      f"(tensor shape {fmt_shape(shape)}); valid indices are {-n}..{n - 1}{when}")
+
+
+def _check_later(i: Any, dim: int, shape: tuple) -> Any:
+    """A GPU index array: its range is checked on the device (backend.check_later, no sync) and it
+    is clamped meanwhile, so that an invalid index reads a wrong row, never wraps or faults."""
+    n = shape[dim]
+
+    def error() -> IndexError:  # runs only when the check failed (it may sync)
+        lo, hi = int(i.min()), int(i.max())
+        return _index_error(hi if hi >= n else lo, dim, shape, later=True)
+    backend.check_later(((i < -n) | (i >= n)).any(), error)
+    return backend.array_module(i).clip(i, -n, n - 1)
+
+
+def _check_index_range(index: tuple, shape: tuple) -> tuple:
+    """CuPy wraps out-of-range integer-array indices silently: check on both backends (on the GPU
+    without a sync, see _check_later). Returns the index, GPU index arrays clamped."""
+    out = list(index)
     dim = 0
     n_specified = _b.sum(1 for i in index if i is not None and i is not Ellipsis and not (
         backend.is_array(i) and i.dtype == bool))
-    for i in index:
+    for k, i in enumerate(index):
         if i is Ellipsis:
             dim += len(shape) - n_specified - _b.sum(
                 i2.ndim - 1 for i2 in index if backend.is_array(i2) and i2.dtype == bool)
@@ -571,23 +593,28 @@ def _check_index_range(index: tuple, shape: tuple) -> None:
             if backend.is_array(i) and i.size == 0:
                 dim += 1
                 continue
+            if backend.is_array(i) and not backend.is_cpu_array(i):
+                out[k] = _check_later(i, dim, shape)
+                dim += 1
+                continue
             lo, hi = (int(xp.min(i)), int(xp.max(i))) if backend.is_array(i) else (i, i)
             if lo < -n or hi >= n:
-                bad = hi if hi >= n else lo
-                raise IndexError(f"getitem: index {bad} is out of range for dimension {dim} of size {n} "
-                                 f"(tensor shape {fmt_shape(shape)}); valid indices are {-n}..{n - 1}")
+                raise _index_error(hi if hi >= n else lo, dim, shape)
         dim += 1
+    return tuple(out)
 
 
 @register("getitem")
 class GetItem(Function):
+    """x[index]; checked=True: the caller has already checked the index range (nn.Embedding)."""
     fresh_grads = True
-    def __init__(self, index: tuple) -> None:
+    def __init__(self, index: tuple, checked: bool = False) -> None:
         self.idx = index
+        self.checked = checked
 
     def check(self, x):
-        if not _is_basic_index(self.idx) or any(isinstance(i, int) for i in self.idx):
-            _check_index_range(self.idx, x.shape)
+        if not self.checked and (not _is_basic_index(self.idx) or any(isinstance(i, int) for i in self.idx)):
+            self.idx = _check_index_range(self.idx, x.shape)
 
     def forward(self, x):
         self.in_shape = x.shape

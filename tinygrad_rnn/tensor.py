@@ -141,7 +141,7 @@ class Tensor:
         if self.data.size != 1:
             raise ValueError(f"item(): only a one-element tensor can be converted to a Python "
                              f"number, this one has shape {fmt_shape(self.shape)}")
-        return self.data.reshape(()).item()
+        return backend.to_numpy(self.data).reshape(()).item()  # one transfer; settles deferred checks
 
     def tolist(self) -> Any:
         return self.numpy().tolist()
@@ -228,6 +228,7 @@ class Tensor:
         """Accumulate the gradient of this tensor w.r.t. every leaf into the leaves' `.grad`."""
         from . import autograd  # noqa: PLC0415 - autograd imports this module
 
+        backend.sync_flags()  # deferred GPU input checks fail here, before any gradient is written
         autograd.backward(self, grad, retain_graph, create_graph)
 
     # ------------------------------------------------------------------------------------ repr
