@@ -9,8 +9,8 @@ from . import backend
 from .autograd import (detect_anomaly, enable_grad, grad, is_grad_enabled, no_grad,
                        observe_backward, record_grads, scope, set_grad_enabled)
 from .backend import cuda_available, manual_seed
-from .creation import (arange, eye, full, full_like, ones, ones_like, rand, randint, randn, zeros,
-                       zeros_like)
+from .creation import (arange, eye, from_dlpack, full, full_like, ones, ones_like, rand, randint, randn,
+                       zeros, zeros_like)
 from .errors import (AnomalyError, CheckpointError, DeviceError, DTypeError, GradError,
                      GraphFreedError, ShapeError, TinygradRNNError)
 from . import optim
@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Tensor", "float16", "float32", "float64", "int32", "int64", "bool_", "as_dtype",
     "zeros", "ones", "full", "zeros_like", "ones_like", "full_like", "randn", "rand", "randint",
-    "arange", "eye", "manual_seed", "cuda_available",
+    "arange", "eye", "from_dlpack", "manual_seed", "cuda_available",
     "addmm", "cat", "stack", "split", "chunk", "unbind", "where", "matmul", "maximum", "minimum", "clamp",
     "exp", "log", "sqrt", "abs", "tanh", "sigmoid", "relu", "sum", "mean", "amax", "amin",
     "argmax", "argmin",

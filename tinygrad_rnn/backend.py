@@ -239,3 +239,45 @@ def sync_flags(*flags: Any) -> list:
 def pending_checks() -> int:
     """How many deferred checks wait for the next sync (0 on the CPU, where checks are eager)."""
     return len(_pending.checks)
+
+
+# ------------------------------------------------------------------------------------- DLPack
+_DL_CPU, _DL_CUDA, _DL_CUDA_HOST, _DL_CUDA_MANAGED = 1, 2, 3, 13  # DLPack device types
+
+
+def type_name(x: Any) -> str:
+    """'torch.Tensor', 'numpy.ndarray', 'list': the name a user recognises in an error."""
+    t = type(x)
+    mod = t.__module__.split(".")[0]
+    return t.__qualname__ if mod == "builtins" else f"{mod}.{t.__qualname__}"
+
+
+def is_dlpack(x: Any) -> bool:
+    """An array of another library that can be shared through DLPack (PyTorch, JAX, ...)."""
+    return hasattr(type(x), "__dlpack__") and not is_array(x)
+
+
+def from_dlpack(x: Any) -> Any:
+    """A NumPy (CPU) or CuPy (GPU) array sharing x's memory, without a copy, through DLPack."""
+    if is_array(x):
+        return x
+    if getattr(x, "requires_grad", False) and callable(getattr(x, "detach", None)):
+        x = x.detach()  # PyTorch refuses to export a tensor that requires grad; the data is the same
+    kind, idx = x.__dlpack_device__() if hasattr(x, "__dlpack_device__") else (_DL_CPU, 0)
+    try:
+        if kind in (_DL_CPU, _DL_CUDA_HOST):
+            return np.from_dlpack(x)
+        if kind in (_DL_CUDA, _DL_CUDA_MANAGED):
+            cp = _import_cupy()
+            if cp is None:
+                raise DeviceError(f"from_dlpack: this {type_name(x)} is on a CUDA GPU, which needs CuPy "
+                                  f"({_cupy_failed}); {INSTALL_HINT}")
+            with cp.cuda.Device(int(idx)):
+                return cp.from_dlpack(x)
+    except (TypeError, BufferError, RuntimeError) as e:
+        dtype = getattr(x, "dtype", "?")
+        raise TypeError(f"from_dlpack: cannot share this {type_name(x)} (dtype {dtype}) with "
+                        f"NumPy/CuPy ({e}); convert it first, e.g. x.float() for bfloat16, "
+                        f"x.resolve_conj()/.contiguous() in PyTorch") from None
+    raise DeviceError(f"from_dlpack: this {type_name(x)} is on DLPack device type {kind}; only CPU "
+                      f"and CUDA arrays are supported")
