@@ -17,6 +17,8 @@ from . import optim
 from .gradcheck import GradcheckError, gradcheck, max_grad_error
 from .ops import (abs, addmm, amax, amin, argmax, argmin, cat, chunk, clamp, exp, log, matmul, maximum,
                   mean, minimum, relu, sigmoid, split, sqrt, stack, sum, tanh, unbind, where)
+from .ops import (ceil, cos, cumsum, elu, erf, expm1, flip, floor, gelu, leaky_relu, sign, sin, softplus,
+                  std, tril, triu, var)
 from .serialization import load, save
 from .tensor import Tensor, as_dtype, bool_, float16, float32, float64, int32, int64
 
@@ -29,6 +31,8 @@ __all__ = [
     "addmm", "cat", "stack", "split", "chunk", "unbind", "where", "matmul", "maximum", "minimum", "clamp",
     "exp", "log", "sqrt", "abs", "tanh", "sigmoid", "relu", "sum", "mean", "amax", "amin",
     "argmax", "argmin",
+    "sin", "cos", "sign", "floor", "ceil", "erf", "expm1", "softplus", "leaky_relu", "elu", "gelu", "flip",
+    "cumsum", "tril", "triu", "var", "std",
     "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "grad", "scope",
     "record_grads", "observe_backward", "detect_anomaly", "gradcheck", "max_grad_error", "GradcheckError",
     "TinygradRNNError", "ShapeError", "DeviceError", "DTypeError", "GraphFreedError", "GradError",
