@@ -1,10 +1,11 @@
-"""Trace the recorded autodiff graph into plain data, then draw it as a `graphviz.Digraph`:
-op and tensor nodes, clusters by time step and/or module, collapsed long unrolls, gradient colours,
-backward order, memory per step and truncated-BPTT cuts.
+"""Trace the recorded autodiff graph into plain data (no drawing): op and tensor nodes with their
+cluster paths (time step, module), edges with the gradient sent back along them, truncated-BPTT
+cuts, collapsed long unrolls and the memory each step holds for backward.
 
-Imports: the core (autograd, tensor, backend, nn.module) and the `graphviz` package. Nothing in
-tinygrad_rnn imports viz. Node ids come from positions in creation order, never from `id()`,
-so the same graph always gives the same DOT text.
+The drawing (viz.draw) and the BPTT explorer read this data; the engine is only read, through
+its public graph records (`iter_graph`, `Function.next/tags/index/visit/out_meta/out_names`).
+Node ids come from positions in creation order, never from `id()`, so the same graph always
+gives the same ids. Imports: the core (autograd, tensor, backend, nn.module), NumPy-free.
 """
 from __future__ import annotations
 
@@ -12,10 +13,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-import graphviz
-
 from .. import autograd
 from ..autograd import Function
+from ..backend import array_module, to_numpy
 from ..nn.module import Module, Parameter
 from ..tensor import Tensor
 
@@ -23,21 +23,23 @@ from ..tensor import Tensor
 # graph has several), "module" by the module path that nn.Module.__call__ records.
 _TIME_KINDS = ("layer", "direction", "step")
 _MODULE_KINDS = ("module",)
-# Colours: sequential scale for gradient magnitude, pale (small) to dark red (large).
-_PALETTE = ("#d9d9d9", "#fee8c8", "#fdbb84", "#fc8d59", "#e34a33", "#b30000", "#67000d")
-_STYLE = {
-    "op": dict(shape="box", style="rounded,filled", fillcolor="#f7f7f7", color="#7f7f7f"),
-    "param": dict(shape="box", style="filled,bold", fillcolor="#ffe08a", color="#b8860b"),
-    "leaf": dict(shape="box", style="filled", fillcolor="#cfe8ff", color="#3b7dbf"),
-    "output": dict(shape="box", style="filled,bold", fillcolor="#c9f0c9", color="#2e8b57",
-                   peripheries="2"),
-    "cut": dict(shape="octagon", style="filled,dashed", fillcolor="#ffe0e0", color="#cc0000",
-                fontcolor="#990000"),
-    "zero_state": dict(shape="box", style="filled,dashed", fillcolor="#eeeeee", color="#888888"),
-    "summary": dict(shape="box", style="rounded,dashed,filled", fillcolor="#fafafa",
-                    color="#555555", fontsize="11"),
-    "note": dict(shape="note", style="filled", fillcolor="#fff3cd", color="#c9a227"),
-}
+
+
+def step_of(tags: tuple, kind: str = "step") -> Any:
+    """The value of the innermost `(kind, value)` tag (the time step of an op), or None."""
+    value = None
+    for k, v in tags:
+        if k == kind:
+            value = v
+    return value
+
+
+def norm(g: Any) -> float:
+    """Euclidean norm of a gradient (a Tensor or an array; None counts as 0), in float64 on the host."""
+    if g is None:
+        return 0.0
+    a = to_numpy(g.data if isinstance(g, Tensor) else g).astype("float64")
+    return float(math.sqrt(float((a * a).sum())))
 
 
 # ---------------------------------------------------------------------------------- plain data
@@ -46,7 +48,7 @@ class Node:
     """One drawn node: an op, a leaf/parameter, a root output, a cut marker or a collapse summary."""
     id: str
     kind: str                    # op | param | leaf | output | cut | zero_state | summary
-    title: str                   # op name or tensor name
+    title: str                   # op name (ops) or tensor name
     shapes: tuple = ()           # ((shape, dtype), ...) of the outputs / the tensor
     path: tuple = ()             # cluster path: the selected tags, outermost first
     step: Any = None             # innermost ("step", t) value, None outside time steps
@@ -56,6 +58,7 @@ class Node:
     grad: float | None = None    # gradient norm of this node's value(s), when known
     visit: int = -1              # backward visit order (ops)
     extra: list = field(default_factory=list)  # more label lines
+    names: tuple = ()            # ops: the math name template of each output ("h_t"), or None
 
 
 @dataclass
@@ -131,14 +134,6 @@ def _name_maps(model: Any, names: Any) -> tuple[dict, dict]:
     return leaf, nonleaf
 
 
-def _step_of(tags: tuple) -> Any:
-    step = None
-    for k, v in tags:
-        if k == "step":
-            step = v
-    return step
-
-
 def trace(*roots: Any, model: Any = None, names: Any = None, cluster: Any = "time",
           show_cut: bool = True) -> Trace:
     """Collect the graph reachable from `roots` as plain nodes and edges (no drawing)."""
@@ -160,7 +155,7 @@ def trace(*roots: Any, model: Any = None, names: Any = None, cluster: Any = "tim
     for k, fn in enumerate(fns):
         nid = f"op{k}"
         fid[id(fn)] = nid
-        step = _step_of(fn.tags)
+        step = step_of(fn.tags)
         if step is not None and step not in seen_steps:
             seen_steps.add(step)
             steps.append(step)
@@ -169,10 +164,9 @@ def trace(*roots: Any, model: Any = None, names: Any = None, cluster: Any = "tim
             recorded = True
         node = Node(nid, "op", fn.name, tuple(fn.out_meta), _path(fn.tags, kinds), step, k, fn=fn,
                     grad=_combine(gnorms) if gnorms is not None else None, visit=fn.visit)
-        label = [nonleaf_names[(id(fn), i)] for i in range(len(fn.out_meta))
-                 if (id(fn), i) in nonleaf_names]
-        if label:
-            node.title = f"{' / '.join(label)} = {fn.name}"
+        own = fn.__dict__.get("out_names") or {}
+        node.names = tuple(nonleaf_names.get((id(fn), i), own.get(i))
+                           for i in range(len(fn.out_meta)))
         nodes[nid] = node
 
     edges: list = []
@@ -221,7 +215,7 @@ def _leaf_node(nid: str, t: Tensor, leaf_names: dict, k: int) -> Node:
     title = leaf_names.get(id(t)) or t.name or ("parameter" if kind == "param" else "input")
     g = None
     if t.grad is not None:
-        g = float(math.sqrt(float((t.grad.numpy().astype("float64") ** 2).sum())))
+        g = norm(t.grad)
     return Node(nid, kind, title, ((t.shape, t.dtype),), (), None, k, tensor=t, grad=g)
 
 
@@ -263,7 +257,7 @@ def _find_cuts(tr: Trace, fns: list, fid: dict) -> None:
     gradient of the unrolled graph stops there: we draw a boundary node feeding those inputs."""
     groups: dict = {}
     for fn in fns:
-        step = _step_of(fn.tags)
+        step = step_of(fn.tags)
         if step is None:
             continue
         outer = _outer_tags(fn.tags)
@@ -328,15 +322,9 @@ def _state_values(targets: list) -> tuple[bool, bool]:
             continue
         t = saved[si.index(slot)]
         seen = True
-        xp = _xp(t.data)
-        if bool(xp.any(t.data != 0)):
+        if bool(array_module(t.data).any(t.data != 0)):
             zero = False
     return zero, seen
-
-
-def _xp(a: Any) -> Any:
-    from ..backend import array_module
-    return array_module(a)
 
 
 # ----------------------------------------------------------------------------------- collapse
@@ -459,344 +447,3 @@ def fmt_bytes(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"
-
-
-# -------------------------------------------------------------------------------------- draw
-class GraphDigraph(graphviz.Digraph):
-    """A `graphviz.Digraph` whose rendering (`pipe`, `render`, Jupyter display) falls back to the
-    pip-installable renderer when the system Graphviz `dot` is missing (see viz.render)."""
-
-    def pipe(self, format: str | None = None, *args: Any, **kwargs: Any) -> Any:  # noqa: A002
-        from .render import run_renderer, system_dot  # looked up per call (tests patch them)
-        if system_dot() is not None or args:
-            return super().pipe(format, *args, **kwargs)
-        data = run_renderer(self.source, format or self.format or "svg")
-        enc = kwargs.get("encoding")
-        return data.decode(enc) if enc else data
-
-    def render(self, filename: Any = None, directory: Any = None, view: bool = False,
-               cleanup: bool = False, format: str | None = None, *args: Any, **kwargs: Any) -> str:  # noqa: A002
-        from .render import render as render_file, system_dot
-        if system_dot() is not None or args or view:
-            return super().render(filename, directory, view, cleanup, format, *args, **kwargs)
-        import os
-        fmt = format or self.format or "pdf"
-        src = self.save(filename, directory=directory)
-        out = kwargs.get("outfile") or f"{src}.{fmt}"
-        render_file(self, out, format=fmt)
-        if cleanup:
-            os.remove(src)
-        return os.fspath(out)
-
-
-def _fmt_shape(shape: tuple) -> str:
-    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
-
-
-def _fmt_meta(shapes: tuple) -> str:
-    if not shapes:
-        return ""
-    if len(shapes) > 1 and all(s == shapes[0] for s in shapes):
-        return f"{len(shapes)} x {_fmt_shape(shapes[0][0])} {shapes[0][1]}"
-    return ", ".join(f"{_fmt_shape(s)} {d}" for s, d in shapes[:3]) + (" ..." if len(shapes) > 3 else "")
-
-
-def _fmt_norm(g: float) -> str:
-    return "0" if g == 0 else f"{g:.2e}"
-
-
-def _values(a: Any, max_elems: int) -> str | None:
-    if a is None or getattr(a, "size", max_elems + 1) > max_elems:
-        return None
-    from ..backend import to_numpy
-    import numpy as np
-    return np.array2string(to_numpy(a), precision=3, separator=", ", suppress_small=True)
-
-
-class _Scale:
-    """Log-magnitude colour scale of gradient norms."""
-
-    def __init__(self, values: list, grad_range: tuple | None) -> None:
-        pos = [v for v in values if v is not None and v > 0 and math.isfinite(v)]
-        if grad_range is not None:
-            lo, hi = (math.log10(grad_range[0]), math.log10(grad_range[1]))
-        elif pos:
-            lo, hi = math.log10(min(pos)), math.log10(max(pos))
-        else:
-            lo, hi = -1.0, 0.0
-        lo, hi = math.floor(lo), math.ceil(hi)
-        if hi <= lo:
-            hi = lo + 1
-        self.lo, self.hi = lo, hi
-
-    def frac(self, g: float) -> float:
-        return min(1.0, max(0.0, (math.log10(g) - self.lo) / (self.hi - self.lo)))
-
-    def color(self, g: float | None) -> str:
-        # _PALETTE[0] is reserved for an exact zero, so the smallest non-zero gradient is not
-        # mistaken for "no gradient"
-        if g is None or not math.isfinite(g):
-            return "#000000"
-        if g <= 0:
-            return _PALETTE[0]
-        return _PALETTE[1 + round(self.frac(g) * (len(_PALETTE) - 2))]
-
-    def width(self, g: float | None) -> str:
-        if g is None or not math.isfinite(g) or g <= 0:
-            return "0.8"
-        return f"{0.8 + 2.4 * self.frac(g):.2f}"
-
-    def legend(self) -> str:
-        cols = _PALETTE[1:]
-        n = len(cols)
-        cells = f'<TD BGCOLOR="{_PALETTE[0]}" WIDTH="28" HEIGHT="14"></TD><TD WIDTH="6"></TD>' + "".join(
-            f'<TD BGCOLOR="{c}" WIDTH="28" HEIGHT="14"></TD>' for c in cols)
-        marks = {0: self.lo, n - 1: self.hi}
-        if (self.hi - self.lo) % 2 == 0 and n % 2 == 1:
-            marks[n // 2] = (self.lo + self.hi) // 2
-        ticks = '<TD><FONT POINT-SIZE="9">0</FONT></TD><TD></TD>' + "".join(
-            f'<TD><FONT POINT-SIZE="9">1e{marks[i]}</FONT></TD>' if i in marks else "<TD></TD>"
-            for i in range(n))
-        return (f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="1">'
-                f'<TR><TD COLSPAN="{n + 2}"><B>gradient norm (log scale)</B></TD></TR>'
-                f"<TR>{cells}</TR><TR>{ticks}</TR>"
-                f'<TR><TD COLSPAN="{n + 2}"><FONT POINT-SIZE="9">edge colour and width: the '
-                f"gradient flowing back along it</FONT></TD></TR></TABLE>>")
-
-
-def _cluster_label(tag: tuple) -> str:
-    kind, value = tag
-    if kind == "step":
-        return f"t = {value}"
-    if kind == "module":
-        return str(value)
-    if kind == "layer":
-        return f"layer {value}"
-    if kind == "direction":
-        return {0: "forward", 1: "reverse"}.get(value, str(value)) if isinstance(value, int) \
-            else str(value)
-    return f"{kind} = {value}"
-
-
-def draw_graph(*roots: Any, model: Any = None, names: Any = None, cluster: Any = "time",
-               collapse: int | None = None, show_grads: bool = False, backward_order: bool = False,
-               show_memory: bool = False, show_saved: bool = False, show_values: int | bool = False,
-               show_cut: bool = True, rankdir: str = "LR", grad_range: tuple | None = None,
-               title: str | None = None) -> graphviz.Digraph:
-    """Draw the graph that produced `roots` (e.g. the loss) as a `graphviz.Digraph`.
-
-    Args:
-        model: an nn.Module (or list of them, or a dict name -> tensor) naming the parameters,
-            e.g. `rnn.weight_hh_l0`. `names={tensor: "h_1"}` names any tensor (leaf or not);
-            otherwise `tensor.name` is used.
-        cluster: "time" (one cluster per time step, `t = 3`), "module", "time+module" or None.
-        collapse: keep the first and last `collapse` steps, summarise the rest in one node.
-        show_grads: after backward, annotate nodes with gradient norms and colour the edges by the
-            gradient flowing back (run backward inside `record_grads()` for intermediate norms).
-        backward_order: number the ops in the order backward visited them.
-        show_memory: label each time-step cluster with the bytes its ops saved for backward.
-        show_saved: list the shapes each op holds for backward. show_values: print the values of
-            tensors with at most this many elements (True means 6).
-        show_cut: mark carried state that enters the unroll without a gradient (truncated BPTT).
-        rankdir: "LR" (time flows left to right) or "TB".
-    """
-    tr = trace(*roots, model=model, names=names, cluster=cluster, show_cut=show_cut)
-    full = tr
-    if collapse is not None:
-        tr = collapse_steps(tr, collapse)
-    max_vals = 6 if show_values is True else int(show_values or 0)
-
-    g = GraphDigraph(name="tinygrad_rnn", format="svg")
-    g.attr(rankdir=rankdir, newrank="true", fontname="Helvetica", fontsize="12",
-           nodesep="0.25", ranksep="0.35", compound="true")
-    g.attr("node", fontname="Helvetica", fontsize="10", height="0.3", margin="0.08,0.04")
-    g.attr("edge", fontname="Helvetica", fontsize="8", arrowsize="0.6", color="#555555")
-
-    notes: list = []
-    scale = None
-    if show_grads:
-        if not tr.recorded:
-            notes.append("Only leaf gradients (.grad) are shown: intermediate gradient norms were "
-                         "not recorded.\nRun backward inside `with tg.record_grads():` "
-                         "(viz.record_grads) to see the gradient flowing along every edge.")
-        vals = [e.grad for e in tr.edges] + [n.grad for n in tr.nodes.values()]
-        if all(v is None for v in vals):
-            notes.append("No gradients yet: call loss.backward() (inside tg.record_grads()) "
-                         "before drawing with show_grads=True.")
-        scale = _Scale(vals, grad_range)
-    if backward_order and all(n.visit < 0 for n in tr.nodes.values() if n.kind == "op"):
-        notes.append("backward_order: no backward has run through this graph yet.")
-
-    mem_label: dict = {}
-    if show_memory:
-        per_step, outside, freed = saved_bytes(full)
-        for s, b in per_step.items():
-            mem_label[s] = f"saved for backward: {fmt_bytes(b)}"
-        total = sum(per_step.values()) + outside
-        line = (f"saved for backward: {fmt_bytes(total)} in all "
-                f"({fmt_bytes(sum(per_step.values()))} in {len(per_step)} steps)")
-        if freed:
-            line += ("\n(backward already freed some saved arrays: draw before backward, or "
-                     "use retain_graph=True)")
-        notes.append(line)
-
-    # ---- nodes, grouped into clusters by path
-    by_path: dict = {}
-    for n in tr.nodes.values():
-        by_path.setdefault(n.path, []).append(n)
-    for n in tr.nodes.values():
-        attrs = dict(_STYLE.get(n.kind, _STYLE["op"]))
-        attrs["label"] = _esc(_node_label(n, tr, show_grads, backward_order, show_saved, max_vals))
-        if n.kind == "op" and show_grads and n.grad is not None and scale is not None:
-            attrs["color"] = scale.color(n.grad)
-            attrs["penwidth"] = "1.5"
-        n.attrs = attrs  # type: ignore[attr-defined]
-
-    tree = _cluster_tree(by_path)
-    built: dict = {}
-    for path in sorted(tree, key=lambda p: (-len(p), tree[p])):
-        sub = graphviz.Digraph(name=f"cluster_{len(built)}_{_safe(path[-1])}")
-        _style_cluster(sub, path, mem_label)
-        for n in by_path.get(path, []):
-            sub.node(n.id, **n.attrs)
-        built[path] = sub
-    # attach children to parents, children in creation order; deepest first so each is complete
-    children: dict = {}
-    for path in tree:
-        children.setdefault(path[:-1], []).append(path)
-    for path in sorted(tree, key=lambda p: -len(p)):
-        for ch in sorted(children.get(path, []), key=lambda p: tree[p]):
-            built[path].subgraph(built[ch])
-    for n in by_path.get((), []):
-        g.node(n.id, **n.attrs)
-    for ch in sorted(children.get((), []), key=lambda p: tree[p]):
-        g.subgraph(built[ch])
-
-    # ---- keep sibling step clusters in time order with invisible edges (independent steps,
-    # e.g. a bidirectional layer, would otherwise be stacked in one rank)
-    for parent, chs in sorted(children.items(), key=lambda kv: (len(kv[0]), tree.get(kv[0], -1))):
-        step_chs = sorted([c for c in chs if c[-1][0] == "step"], key=lambda p: tree[p])
-        for a, b in zip(step_chs, step_chs[1:]):
-            na = _last_op(by_path, tree, a)
-            nb = _first_op(by_path, tree, b)
-            if na is not None and nb is not None:
-                g.edge(na, nb, style="invis", weight="0")
-
-    # ---- edges
-    multi = {n.id for n in tr.nodes.values() if n.kind == "op" and len(n.shapes) > 1}
-    # Steps are ranked by the recurrence alone: edges that fan out from shared nodes outside the
-    # steps (weights, W^T, the input projection) into every step do not pull the layout.
-    in_step = {n.id for n in tr.nodes.values() if n.kind == "summary"
-               or (n.step is not None and any(t[0] == "step" for t in n.path))}
-    for e in tr.edges:
-        attrs: dict = {}
-        if e.kind != "cut" and e.src not in in_step and e.dst in in_step:
-            attrs["constraint"] = "false"
-        if e.kind == "cut":
-            attrs.update(style="dashed", color="#cc0000", arrowhead="tee")
-        elif scale is not None and e.grad is not None:
-            attrs.update(color=scale.color(e.grad), penwidth=scale.width(e.grad),
-                         tooltip=f"gradient norm {_fmt_norm(e.grad)}")
-        elif scale is not None and tr.recorded:
-            attrs.update(color="#bbbbbb", style="dotted")
-        label = []
-        if e.src in multi:
-            label.append(f"[{e.out_index}]")
-        if e.count > 1:
-            label.append(f"x{e.count}")
-        if label:
-            attrs["label"] = " ".join(label)
-        g.edge(e.src, e.dst, **attrs)
-
-    if scale is not None and (tr.recorded or any(n.grad is not None for n in tr.nodes.values())):
-        g.node("legend", label=scale.legend(), shape="plaintext")
-    for i, text in enumerate(notes):
-        g.node(f"note{i}", label=_esc(text), **_STYLE["note"])
-    if title:
-        g.attr(label=title, labelloc="t", fontsize="14")
-    return g
-
-
-def _esc(text: str) -> str:
-    """DOT line breaks: graphviz reads the two characters \\n in a label as a new line."""
-    return text.replace("\n", "\\n")
-
-
-def _safe(tag: tuple) -> str:
-    return "".join(c if c.isalnum() else "_" for c in f"{tag[0]}_{tag[1]}")
-
-
-def _cluster_tree(by_path: dict) -> dict:
-    """Every cluster path (and its prefixes) -> the smallest creation index inside it."""
-    tree: dict = {}
-    for path, nodes in by_path.items():
-        first = min((n.index for n in nodes), default=0)
-        for d in range(1, len(path) + 1):
-            p = path[:d]
-            tree[p] = min(tree.get(p, first), first)
-    return tree
-
-
-def _first_op(by_path: dict, tree: dict, path: tuple) -> str | None:
-    cands = [n for p, ns in by_path.items() if p[:len(path)] == path for n in ns if n.kind == "op"]
-    return min(cands, key=lambda n: n.index).id if cands else None
-
-
-def _last_op(by_path: dict, tree: dict, path: tuple) -> str | None:
-    cands = [n for p, ns in by_path.items() if p[:len(path)] == path for n in ns if n.kind == "op"]
-    return max(cands, key=lambda n: n.index).id if cands else None
-
-
-def _style_cluster(sub: graphviz.Digraph, path: tuple, mem_label: dict) -> None:
-    tag = path[-1]
-    label = _cluster_label(tag)
-    if tag[0] == "step" and tag[1] in mem_label:
-        label += f"\n{mem_label[tag[1]]}"
-    # several lines: "\l" ends each line left-justified (a "\n" would centre them)
-    label = label.replace("\n", "\\l") + "\\l" if "\n" in label else label
-    if tag[0] == "step":
-        sub.attr(label=label, style="rounded,filled", fillcolor="#eef4fb", color="#7fa7d0",
-                 fontsize="12", fontcolor="#1f4e79", labeljust="l")
-    elif tag[0] == "module":
-        sub.attr(label=label, style="rounded,dashed", color="#a0522d", fontcolor="#a0522d",
-                 fontsize="11", labeljust="l")
-    else:
-        sub.attr(label=label, style="rounded", color="#888888", fontsize="11", labeljust="l")
-
-
-def _node_label(n: Node, tr: Trace, show_grads: bool, backward_order: bool, show_saved: bool,
-                max_vals: int) -> str:
-    lines: list = []
-    if n.kind == "summary":
-        h = tr.hidden[n.id]
-        return (f"... {h['steps']} steps hidden (t = {h['first']} .. {h['last']}) ...\n"
-                f"{h['ops']} ops, {h['edges']} edges inside")
-    if n.kind in ("cut", "zero_state"):
-        return n.title
-    head = n.title
-    if backward_order and n.kind == "op" and n.visit >= 0:
-        head = f"#{n.visit}  {head}"
-    lines.append(head)
-    meta = _fmt_meta(n.shapes)
-    if meta:
-        lines.append(meta)
-    if max_vals:
-        arr = None
-        if n.tensor is not None:
-            arr = n.tensor.data
-        elif n.fn is not None and getattr(n.fn, "saved_out", None) is not None \
-                and not isinstance(n.fn.saved_out, tuple):
-            arr = n.fn.saved_out
-        v = _values(arr, max_vals)
-        if v is not None:
-            lines.append(v)
-    if show_saved and n.kind == "op":
-        if n.fn.freed:
-            lines.append("saved: freed by backward")
-        else:
-            arrs = _saved_arrays(n.fn)
-            if arrs:
-                lines.append("saves " + " ".join(_fmt_shape(a.shape) for a in arrs))
-    if show_grads and n.grad is not None:
-        lines.append(f"grad norm {_fmt_norm(n.grad)}")
-    return "\n".join(lines)
