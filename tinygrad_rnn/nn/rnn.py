@@ -69,8 +69,8 @@ class _Elman(_Recurrence):
         self.act = nonlinearity
 
     def step(self, gi: Tensor, state: State, k: tuple) -> State:
-        a = ops.addmm(gi, state[0], k[0])  # gi + h @ W_hh^T, one op
-        return (a.tanh() if self.act == "tanh" else a.relu(),)
+        a = ops.addmm(gi, state[0], k[0]).named("a_t")  # gi + h @ W_hh^T, one op
+        return ((a.tanh() if self.act == "tanh" else a.relu()).named("h_t"),)
 
 
 class _LSTM(_Recurrence):
@@ -89,16 +89,17 @@ class _LSTM(_Recurrence):
 
     def step(self, gi: Tensor, state: State, k: tuple) -> State:
         h, c = state
-        i, f, g, o = ops.addmm(gi, h, k[0]).chunk(4, -1)
+        i, f, g, o = (a.named(n) for a, n in zip(ops.addmm(gi, h, k[0]).named("a_t").chunk(4, -1),
+                                                ("a_i", "a_f", "a_g", "a_o")))
         if self.peephole:
             _, w_ci, w_cf, w_co = k
             i, f = (i + w_ci * c).sigmoid(), (f + w_cf * c).sigmoid()
-            c = f * c + i * g.tanh()
-            o = (o + w_co * c).sigmoid()
         else:
-            c = f.sigmoid() * c + i.sigmoid() * g.tanh()
-            o = o.sigmoid()
-        return o * c.tanh(), c
+            i, f = i.sigmoid(), f.sigmoid()
+        fc = (f.named("f_t") * c).named("f⊙c_{t-1}")
+        c = (fc + (i.named("i_t") * g.tanh().named("g_t")).named("i⊙g")).named("c_t")
+        o = ((o + w_co * c) if self.peephole else o).sigmoid().named("o_t")
+        return (o * c.tanh().named("tanh(c_t)")).named("h_t"), c
 
 
 class _GRU(_Recurrence):
@@ -139,15 +140,16 @@ class _GRU(_Recurrence):
         h = state[0]
         if self.reset_after:
             c, i_n = gi
-            rz, h_n = ops.addmm(c, h, k[0]).split([2 * k[2], k[2]], -1)
+            rz, h_n = ops.addmm(c, h, k[0]).named("a_t").split([2 * k[2], k[2]], -1)
             r, z = rz.sigmoid().chunk(2, -1)
-            n = (i_n + r * h_n).tanh()
+            n = (i_n + r.named("r_t") * h_n.named("W_hn h + b_hn")).tanh()
         else:
             i_r, i_z, i_n = gi.chunk(3, -1)
             h_r, h_z = (h @ k[0]).chunk(2, -1)
-            r, z = (i_r + h_r).sigmoid(), (i_z + h_z).sigmoid()
-            n = ops.addmm(i_n, r * h, k[1]).tanh()
-        return (n + z * (h - n),)  # = (1 - z) * n + z * h with one op fewer
+            r, z = (i_r + h_r).sigmoid().named("r_t"), (i_z + h_z).sigmoid()
+            n = ops.addmm(i_n, (r * h).named("r⊙h_{t-1}"), k[1]).tanh()
+        n, z = n.named("n_t"), z.named("z_t")
+        return ((n + z * (h - n)).named("h_t"),)  # = (1 - z) * n + z * h with one op fewer
 
 
 # ===================================================================================== helpers
