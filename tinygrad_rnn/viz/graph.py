@@ -86,6 +86,16 @@ class Trace:
         return [n for n in self.nodes.values() if n.kind == "op" and n.step == step]
 
 
+def output_tensor(fn: Function, i: int = 0) -> Tensor:
+    """A Tensor standing for output `i` of a recorded op, for `tg.grad` (as an output to start
+    from, or an input to take the gradient of). The graph does not keep output values: its data
+    is a read-only zero of the output's shape and dtype, never read by backward."""
+    shape, dtype = fn.out_meta[i]
+    t = Tensor._make(fn.xp.broadcast_to(fn.xp.zeros((), dtype=dtype), shape), True)
+    t.creator, t.out_index = fn, i
+    return t
+
+
 def _flatten_roots(roots: Iterable[Any]) -> list:
     out, stack = [], list(roots)[::-1]
     while stack:
