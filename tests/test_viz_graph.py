@@ -46,7 +46,7 @@ def edges_from(source, nid):
 
 def test_one_cluster_per_time_step_in_time_order():
     _, _, loss = unroll(T=5)
-    src = viz.draw_graph(loss).source
+    src = viz.draw_graph(loss, steps="all").source
     labels = re.findall(r'label="t = (\d+)"', src)
     assert labels == ["0", "1", "2", "3", "4"]
     assert src.count("subgraph cluster_") == 5
@@ -85,10 +85,10 @@ def test_builtin_layer_tags_steps_and_names_parameters():
 def test_multilayer_layer_clusters_and_module_clusters():
     lstm = nn.LSTM(3, 4, num_layers=2)
     out, _ = lstm(tg.randn(3, 2, 3))
-    src = viz.draw_graph(out.sum()).source
+    src = viz.draw_graph(out.sum(), steps="all").source
     assert 'label="layer 0"' in src and 'label="layer 1"' in src
     assert len(re.findall(r'label="t = \d+"', src)) == 6  # 3 steps in each of 2 layers
-    src_m = viz.draw_graph(out.sum(), cluster="module").source
+    src_m = viz.draw_graph(out.sum(), cluster="module", steps="all").source
     assert 'label=LSTM' in src_m or 'label="LSTM"' in src_m
     assert "t = " not in src_m
     both = viz.draw_graph(out.sum(), cluster="time+module").source
@@ -138,7 +138,7 @@ def test_collapse_keeps_first_and_last_steps_and_accounts_for_every_edge():
     # the recurrence passes through the summary: step k-1 -> summary -> step T-k
     assert any(e.dst == sid and col.nodes[e.src].step == k - 1 for e in col.edges)
     assert any(e.src == sid and col.nodes[e.dst].step == T - k for e in col.edges)
-    src = viz.draw_graph(loss, collapse=k).source
+    src = viz.draw_graph(loss, collapse=k, steps="all").source
     assert f"{T - 2 * k} steps hidden (t = {k} .. {T - k - 1})" in src
     assert len(re.findall(r'label="t = \d+"', src)) == 2 * k
     # nothing to collapse: the graph is unchanged

@@ -30,7 +30,7 @@ State = tuple  # (h,) or (h, c): every step function takes and returns a tuple o
 # ============================================================================== the recurrences
 def _project(x: Tensor, w_ih_t: Tensor, bias: Tensor | None) -> Tensor:
     """Input projection x @ W_ih^T (+ bias) for every gate at once; x is (N, D), result (N, G*H)."""
-    return x @ w_ih_t if bias is None else ops.addmm(bias, x, w_ih_t)
+    return (x @ w_ih_t if bias is None else ops.addmm(bias, x, w_ih_t)).named("x_t W_ih^T + b")
 
 
 class _Recurrence:
@@ -49,7 +49,8 @@ class _Recurrence:
         """p: weight_ih, weight_hh, bias_ih, bias_hh (or None) and the extras, by base name.
         Returns (W_ih^T, bias of the input projection, constants for step)."""
         b_ih, b_hh = p["bias_ih"], p["bias_hh"]
-        return p["weight_ih"].T, (b_ih + b_hh if b_ih is not None else None), (p["weight_hh"].T,)
+        return p["weight_ih"].T.named("W_ih^T"), (b_ih + b_hh).named("b") if b_ih is not None else None, \
+            (p["weight_hh"].T.named("W_hh^T"),)
 
     def inputs(self, gi: Tensor, k: tuple) -> Any:
         """What `step` takes from the input projection gi (..., G*H): by default gi itself. Runs
@@ -96,8 +97,8 @@ class _LSTM(_Recurrence):
             i, f = (i + w_ci * c).sigmoid(), (f + w_cf * c).sigmoid()
         else:
             i, f = i.sigmoid(), f.sigmoid()
-        fc = (f.named("f_t") * c).named("f⊙c_{t-1}")
-        c = (fc + (i.named("i_t") * g.tanh().named("g_t")).named("i⊙g")).named("c_t")
+        fc = (f.named("f_t") * c).named("f_t⊙c_{t-1}")
+        c = (fc + (i.named("i_t") * g.tanh().named("g_t")).named("i_t⊙g_t")).named("c_t")
         o = ((o + w_co * c) if self.peephole else o).sigmoid().named("o_t")
         return (o * c.tanh().named("tanh(c_t)")).named("h_t"), c
 

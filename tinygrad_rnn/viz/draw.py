@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,9 @@ import graphviz
 
 from ..backend import to_numpy
 from ..errors import fmt_shape
-from .graph import Node, Trace, collapse_steps, fmt_bytes, saved_bytes, trace, _saved_arrays
-from .labels import math_label
+from .graph import (Node, Trace, _saved_arrays, collapse_steps, fmt_bytes, fold_scopes, fold_steps,
+                    saved_bytes, trace)
+from .labels import math_label, output_names
 from .render import GraphDigraph, write
 
 # Colours: sequential scale for gradient magnitude, pale (small) to dark red (large).
@@ -33,6 +35,9 @@ _STYLE = {
     "zero_state": dict(shape="box", style="filled,dashed", fillcolor="#eeeeee", color="#888888"),
     "summary": dict(shape="box", style="rounded,dashed,filled", fillcolor="#fafafa",
                     color="#555555", fontsize="11"),
+    "step": dict(shape="box", style="rounded,filled", fillcolor="#eef4fb", color="#7fa7d0",
+                 fontsize="11", fontcolor="#1f4e79"),
+    "loss": dict(shape="box", style="rounded,filled,bold", fillcolor="#f3e8ff", color="#8e6cb8"),
     "note": dict(shape="note", style="filled", fillcolor="#fff3cd", color="#c9a227"),
 }
 
@@ -97,14 +102,15 @@ class _Scale:
         marks = {0: self.lo, n - 1: self.hi}
         if (self.hi - self.lo) % 2 == 0 and n % 2 == 1:
             marks[n // 2] = (self.lo + self.hi) // 2
-        ticks = '<TD><FONT POINT-SIZE="9">0</FONT></TD><TD></TD>' + "".join(
-            f'<TD><FONT POINT-SIZE="9">1e{marks[i]}</FONT></TD>' if i in marks else "<TD></TD>"
+        ticks = '<TD><FONT POINT-SIZE="10">0</FONT></TD><TD></TD>' + "".join(
+            f'<TD><FONT POINT-SIZE="10">1e{marks[i]}</FONT></TD>' if i in marks else "<TD></TD>"
             for i in range(n))
-        return (f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="1">'
+        return (f'<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="1">'
                 f'<TR><TD COLSPAN="{n + 2}"><B>gradient norm (log scale)</B></TD></TR>'
                 f"<TR>{cells}</TR><TR>{ticks}</TR>"
-                f'<TR><TD COLSPAN="{n + 2}"><FONT POINT-SIZE="9">edge colour and width: the '
-                f"gradient flowing back along it</FONT></TD></TR></TABLE>>")
+                f'<TR><TD COLSPAN="{n + 2}"><FONT POINT-SIZE="10">edge colour and width: the '
+                f'gradient flowing back along it;<BR/>node border: the gradient of its output'
+                f"</FONT></TD></TR></TABLE>")
 
 
 def _cluster_label(tag: tuple) -> str:
@@ -121,39 +127,71 @@ def _cluster_label(tag: tuple) -> str:
     return f"{kind} = {value}"
 
 
+_AUTO_FULL_OPS = 24   # steps="auto" draws every step op by op up to this many ops in steps
+
+
+def _levels(tr: Trace, collapse: int | None, steps: Any, expand_loss: bool) -> Trace:
+    """The drawn level of detail: collapse the middle of long unrolls, fold steps into boxes,
+    fold each loss into one box."""
+    if collapse is not None:
+        tr = collapse_steps(tr, collapse)
+    if steps == "auto":
+        n_ops = sum(1 for n in tr.nodes.values() if n.kind == "op" and n.step is not None)
+        steps = "all" if n_ops <= _AUTO_FULL_OPS else "last"
+    elif not (steps in ("all", "last", "none") or isinstance(steps, (int, list, tuple, range))):
+        raise ValueError(f"draw_graph: steps={steps!r} is not understood; use 'auto', 'all', "
+                         f"'last', 'none', a time step or a list of time steps")
+    tr = fold_steps(tr, steps)
+    return tr if expand_loss else fold_scopes(tr, "loss")
+
+
 def draw_graph(*roots: Any, model: Any = None, names: Any = None, cluster: Any = "time",
-               collapse: int | None = None, show_grads: bool = False, backward_order: bool = False,
-               show_memory: bool = False, show_saved: bool = False, show_values: int | bool = False,
-               show_cut: bool = True, rankdir: str = "LR", grad_range: tuple | None = None,
+               steps: Any = "auto", expand_loss: bool = False, collapse: int | None = None,
+               show_grads: bool = False, backward_order: bool = False, show_memory: bool = False,
+               show_saved: bool = False, show_values: int | bool = False, show_cut: bool = True,
+               rankdir: str = "TB", grad_range: tuple | None = None,
                title: str | None = None) -> graphviz.Digraph:
     """Draw the graph that produced `roots` (e.g. the loss) as a `graphviz.Digraph`.
 
     Args:
         model: an nn.Module (or list of them, or a dict name -> tensor) naming the parameters,
             e.g. `rnn.weight_hh_l0`. `names={tensor: "h_1"}` names any tensor (leaf or not);
-            otherwise `tensor.name` is used.
+            otherwise the name given by `tensor.named("h_t")` is used (the cells name theirs).
         cluster: "time" (one cluster per time step, `t = 3`), "module", "time+module" or None.
+        steps: which time steps are drawn op by op; every other step is one box "t = k" whose
+            edges still carry h_{t-1}, c_{t-1}, x_t in and h_t, c_t out. "auto" (default): all
+            steps when they hold at most 24 ops in all, else the last step of each loop; "all",
+            "last", "none", a step or a list of steps.
+        expand_loss: draw the ops inside cross_entropy / mse_loss (default: one box per loss).
         collapse: keep the first and last `collapse` steps, summarise the rest in one node.
         show_grads: after backward, annotate nodes with gradient norms and colour the edges by the
             gradient flowing back (run backward inside `record_grads()` for intermediate norms).
-        backward_order: number the ops in the order backward visited them.
+        grad_range: (lo, hi), the fixed colour scale of show_grads, e.g. (1e-3, 10): pass the same
+            one to drawings that are meant to be compared (default: fitted to this graph).
+        backward_order: number the ops #k in the order the engine's backward visited them (it
+            runs the op with the highest generation first, so an op that depends only on inputs,
+            such as a per-step x_t @ W_xh, comes after the recurrence it feeds).
         show_memory: label each time-step cluster with the bytes its ops saved for backward.
         show_saved: list the shapes each op holds for backward. show_values: print the values of
             tensors with at most this many elements (True means 6).
         show_cut: mark carried state that enters the unroll without a gradient (truncated BPTT).
-        rankdir: "LR" (time flows left to right) or "TB".
+        rankdir: "TB" (default: time flows down the page, so a long unroll stays as wide as one
+            step) or "LR" (time flows left to right: wider, for slides).
     """
-    tr = trace(*roots, model=model, names=names, cluster=cluster, show_cut=show_cut)
-    full = tr
-    if collapse is not None:
-        tr = collapse_steps(tr, collapse)
+    full = trace(*roots, model=model, names=names, cluster=cluster, show_cut=show_cut)
+    tr = _levels(full, collapse, steps, expand_loss)
     max_vals = 6 if show_values is True else int(show_values or 0)
 
     g = GraphDigraph(name="tinygrad_rnn", format="svg")
     g.attr(rankdir=rankdir, newrank="true", fontname="Helvetica", fontsize="12",
-           nodesep="0.25", ranksep="0.35", compound="true")
-    g.attr("node", fontname="Helvetica", fontsize="10", height="0.3", margin="0.08,0.04")
-    g.attr("edge", fontname="Helvetica", fontsize="8", arrowsize="0.6", color="#555555")
+           nodesep="0.2", ranksep="0.3", compound="true")
+    g.attr("node", fontname="Helvetica", fontsize="10", height="0.3", margin="0.06,0.03")
+    g.attr("edge", fontname="Helvetica", fontsize="10", arrowsize="0.6", color="#555555")
+
+    # a group's gradient: what flows back into it along the edges it sends out
+    for n in tr.nodes.values():
+        if n.kind in ("step", "summary"):
+            n.grad = _combine([e.grad for e in tr.edges if e.src == n.id])
 
     notes: list = []
     scale = None
@@ -190,10 +228,12 @@ def draw_graph(*roots: Any, model: Any = None, names: Any = None, cluster: Any =
     node_attrs: dict = {}
     for n in tr.nodes.values():
         attrs = dict(_STYLE.get(n.kind, _STYLE["op"]))
-        attrs["label"] = _esc(_node_label(n, tr, show_grads, backward_order, show_saved, max_vals))
-        if n.kind == "op" and show_grads and n.grad is not None and scale is not None:
+        attrs["label"] = _esc(_node_label(n, tr, show_grads, backward_order, show_saved, max_vals,
+                                          mem_label))
+        if n.kind in ("op", "step", "summary", "loss") and show_grads and n.grad is not None \
+                and scale is not None:
             attrs["color"] = scale.color(n.grad)
-            attrs["penwidth"] = "1.5"
+            attrs["penwidth"] = "1.5" if n.kind == "op" else "2.5"
         node_attrs[n.id] = attrs
 
     tree = _cluster_tree(by_path)
@@ -221,44 +261,127 @@ def draw_graph(*roots: Any, model: Any = None, names: Any = None, cluster: Any =
     for parent, chs in sorted(children.items(), key=lambda kv: (len(kv[0]), tree.get(kv[0], -1))):
         step_chs = sorted([c for c in chs if c[-1][0] == "step"], key=lambda p: tree[p])
         for a, b in zip(step_chs, step_chs[1:]):
-            na = _last_op(by_path, tree, a)
-            nb = _first_op(by_path, tree, b)
+            na = _last_op(by_path, a)
+            nb = _first_op(by_path, b)
             if na is not None and nb is not None:
                 g.edge(na, nb, style="invis", weight="0")
 
     # ---- edges
+    legend = _edges(g, tr, full, scale)
+    if scale is not None and (tr.recorded or any(n.grad is not None for n in tr.nodes.values())):
+        legend["scale"] = True
+    if backward_order and any(n.visit >= 0 for n in tr.nodes.values() if n.kind == "op"):
+        legend["order"] = True
+    kinds = {n.kind for n in tr.nodes.values()}
+    legend.update({k: True for k in ("step", "loss", "zero_state", "cut") if k in kinds})
+    if show_grads and any(n.grad == 0 for n in tr.nodes.values()):
+        legend["zero"] = True
+    text = _legend(legend, scale)
+    if text:
+        g.node("legend", label=text, shape="plaintext")
+    for i, note in enumerate(notes):
+        g.node(f"note{i}", label=_esc(note), **_STYLE["note"])
+    if title:
+        g.attr(label=title, labelloc="t", fontsize="14")
+    return g
+
+
+def _edges(g: graphviz.Digraph, tr: Trace, full: Trace, scale: "_Scale | None") -> dict:
+    """Draw the edges of `tr`; returns which kinds of edge the legend must explain."""
+    seen: dict = {}
     multi = {n.id for n in tr.nodes.values() if n.kind == "op" and len(n.shapes) > 1}
+    groups = {n.id for n in tr.nodes.values() if n.kind in ("step", "summary", "loss")}
     # Steps are ranked by the recurrence alone: edges that fan out from shared nodes outside the
     # steps (weights, W^T, the input projection) into every step do not pull the layout.
-    in_step = {n.id for n in tr.nodes.values() if n.kind == "summary"
+    in_step = {n.id for n in tr.nodes.values() if n.kind in ("summary", "step")
                or (n.step is not None and any(t[0] == "step" for t in n.path))}
+    # an edge without gradient beside one that carries it from the same node (y * y: the op
+    # sends the whole gradient 2 y g along its first edge)
+    carried = {(e.src, e.dst) for e in tr.edges if e.grad is not None}
     for e in tr.edges:
         attrs: dict = {}
         if e.kind != "cut" and e.src not in in_step and e.dst in in_step:
             attrs["constraint"] = "false"
+        label = []
         if e.kind == "cut":
             attrs.update(style="dashed", color="#cc0000", arrowhead="tee")
         elif scale is not None and e.grad is not None:
             attrs.update(color=scale.color(e.grad), penwidth=scale.width(e.grad),
                          tooltip=f"gradient norm {_fmt_norm(e.grad)}")
+            if e.grad == 0:
+                seen["zero"] = True
         elif scale is not None and tr.recorded:
-            attrs.update(color="#bbbbbb", style="dotted")
-        label = []
-        if e.src in multi:
-            label.append(f"[{e.out_index}]")
-        if e.count > 1:
-            label.append(f"x{e.count}")
+            attrs.update(color="#999999", style="dotted")
+            if (e.src, e.dst) in carried:
+                label.append("(its gradient\nis on the other edge)")
+                seen["shared"] = True
+            else:
+                seen["none"] = True
+        src_node = full.nodes.get(e.origin or e.src)
+        if e.src in groups or e.dst in groups:
+            name = _edge_name(src_node, e.out_index) if src_node is not None else None
+            if name:
+                label.insert(0, name)
+        elif e.src in multi:
+            name = _edge_name(tr.nodes[e.src], e.out_index)
+            label.insert(0, name or f"[{e.out_index}]")
+        if e.count > 1 and "summary" in (tr.nodes[e.src].kind, tr.nodes[e.dst].kind):
+            label.append(f"x{e.count}")  # one edge per hidden step
         if label:
             attrs["label"] = " ".join(label)
         g.edge(e.src, e.dst, **attrs)
+    return seen
 
-    if scale is not None and (tr.recorded or any(n.grad is not None for n in tr.nodes.values())):
-        g.node("legend", label=scale.legend(), shape="plaintext")
-    for i, text in enumerate(notes):
-        g.node(f"note{i}", label=_esc(text), **_STYLE["note"])
-    if title:
-        g.attr(label=title, labelloc="t", fontsize="14")
-    return g
+
+def _edge_name(src: Node, out_index: int) -> str | None:
+    if src.kind == "op":
+        names = output_names(src)
+        return names[out_index] if out_index < len(names) else None
+    return None
+
+
+def _combine(norms: list) -> float | None:
+    vals = [v for v in norms if v is not None]
+    return math.sqrt(sum(v * v for v in vals)) if vals else None
+
+
+_LEGEND_ROWS = {
+    "order": "#k  the order in which the engine's backward visited the ops (#0 first): it runs "
+             "the op with the highest generation first, so the last step is visited first",
+    "step": "box t = k  one time step drawn folded (draw_graph(steps=...) expands it); its edges "
+            "carry h_(t-1) (and c_(t-1)) in, h_t (and c_t) out",
+    "loss": "loss box  the ops of a loss function (draw_graph(expand_loss=True) shows them)",
+    "zero_state": "grey dashed box  the initial state: a constant (zeros by default), so no "
+                  "gradient flows into it. Not a cut",
+    "cut": "red octagon  a detached state (truncated BPTT): the gradient stops there",
+    "none": "dotted grey edge  no gradient is sent along it (the op's backward returns None "
+            "there: the input is a constant or does not require grad)",
+    "shared": "dotted grey edge beside a coloured one  the op uses the same tensor twice (y * y) "
+              "and sends the whole gradient (2 y g) along one edge",
+    "zero": "pale grey  a gradient that is exactly 0: an output the loss does not read, or "
+            "the forget gate at t = 0, where c_(-1) = 0 makes dL/df_0 = dL/dc_0 ⊙ c_(-1) = 0",
+}
+
+
+def _legend(seen: dict, scale: "_Scale | None") -> str:
+    rows = [r for k, r in _LEGEND_ROWS.items() if seen.get(k)]
+    if not rows and not seen.get("scale"):
+        return ""
+    cells = []
+    if seen.get("scale") and scale is not None:
+        cells.append(f"<TR><TD ALIGN=\"LEFT\">{scale.legend()}</TD></TR>")
+    for r in rows:
+        head, _, rest = r.partition("  ")
+        lines = textwrap.wrap(f"{head}: {rest}", 64)
+        body = '<BR ALIGN="LEFT"/>'.join(_html(x) for x in lines)
+        body = body.replace(_html(head) + ":", f"<B>{_html(head)}</B>:", 1)
+        cells.append(f'<TR><TD ALIGN="LEFT">{body}<BR ALIGN="LEFT"/></TD></TR>')
+    return ('<<TABLE BORDER="1" COLOR="#bbbbbb" CELLBORDER="0" CELLSPACING="2" CELLPADDING="1">'
+            + "".join(cells) + "</TABLE>>")
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _esc(text: str) -> str:
@@ -281,12 +404,12 @@ def _cluster_tree(by_path: dict) -> dict:
     return tree
 
 
-def _first_op(by_path: dict, tree: dict, path: tuple) -> str | None:
+def _first_op(by_path: dict, path: tuple) -> str | None:
     cands = [n for p, ns in by_path.items() if p[:len(path)] == path for n in ns if n.kind == "op"]
     return min(cands, key=lambda n: n.index).id if cands else None
 
 
-def _last_op(by_path: dict, tree: dict, path: tuple) -> str | None:
+def _last_op(by_path: dict, path: tuple) -> str | None:
     cands = [n for p, ns in by_path.items() if p[:len(path)] == path for n in ns if n.kind == "op"]
     return max(cands, key=lambda n: n.index).id if cands else None
 
@@ -309,12 +432,22 @@ def _style_cluster(sub: graphviz.Digraph, path: tuple, mem_label: dict) -> None:
 
 
 def _node_label(n: Node, tr: Trace, show_grads: bool, backward_order: bool, show_saved: bool,
-                max_vals: int) -> str:
+                max_vals: int, mem_label: dict) -> str:
     lines: list = []
     if n.kind == "summary":
         h = tr.hidden[n.id]
-        return (f"... {h['steps']} steps hidden (t = {h['first']} .. {h['last']}) ...\n"
-                f"{h['ops']} ops, {h['edges']} edges inside")
+        lines = [f"... {h['steps']} steps hidden (t = {h['first']} .. {h['last']}) ...",
+                 f"{h['ops']} ops, {h['edges']} edges inside"]
+    elif n.kind == "step":
+        lines = [n.title, f"one step: {tr.hidden[n.id]['ops']} ops"]
+        if n.step in mem_label:
+            lines.append(mem_label[n.step])
+    elif n.kind == "loss":
+        lines = [n.title, f"{tr.hidden[n.id]['ops']} ops", _fmt_meta(n.shapes)]
+    if lines:
+        if show_grads and n.grad is not None:
+            lines.append(f"grad norm {_fmt_norm(n.grad)}")
+        return "\n".join(lines)
     if n.kind in ("cut", "zero_state"):
         return n.title
     head, op_line = math_label(n)

@@ -47,7 +47,8 @@ def norm(g: Any) -> float:
 class Node:
     """One drawn node: an op, a leaf/parameter, a root output, a cut marker or a collapse summary."""
     id: str
-    kind: str                    # op | param | leaf | output | cut | zero_state | summary
+    kind: str                    # op | param | leaf | output | cut | zero_state, or a merged
+    #                              group: summary (collapsed steps) | step (one folded step) | loss
     title: str                   # op name (ops) or tensor name
     shapes: tuple = ()           # ((shape, dtype), ...) of the outputs / the tensor
     path: tuple = ()             # cluster path: the selected tags, outermost first
@@ -72,6 +73,8 @@ class Edge:
     grad: float | None = None
     kind: str = "data"           # data | cut
     count: int = 1
+    origin: str = ""             # the node the edge leaves in the unmerged graph, when a merge
+    #                              redirected it (its output `out_index` is the tensor carried)
 
 
 @dataclass
@@ -337,68 +340,143 @@ def _state_values(targets: list) -> tuple[bool, bool]:
     return zero, seen
 
 
-# ----------------------------------------------------------------------------------- collapse
-def collapse_steps(tr: Trace, k: int) -> Trace:
-    """Keep the first and last `k` steps; replace the steps between by one summary node per loop.
-    Edges into/out of the hidden steps are redirected to the summary and merged (`count`); edges
-    inside the hidden steps are counted in `hidden`, so every original edge is accounted for."""
-    if k is None or k < 0:
-        raise ValueError(f"draw_graph: collapse must be a non-negative number of steps, got {k!r}")
-    groups: dict = {}       # loop key -> ordered steps
-    for n in tr.nodes.values():
-        if n.kind == "op" and n.step is not None:
-            key = _strip_step(n.path)
-            lst = groups.setdefault(key, [])
-            if n.step not in lst:
-                lst.append(n.step)
-    remap: dict = {}
-    hidden: dict = {}
-    summaries: dict = {}
-    for j, (key, steps) in enumerate(groups.items()):
-        if len(steps) <= 2 * k + 1:
-            continue
-        hide = set(steps[k:len(steps) - k])
-        sid = f"summary{j}"
-        members = [n for n in tr.nodes.values() if n.kind == "op" and n.step in hide
-                   and _strip_step(n.path) == key]
-        for n in members:
-            remap[n.id] = sid
-        first = min(n.index for n in members)
-        summaries[sid] = Node(sid, "summary", "", (), key, None, first)
-        hidden[sid] = {"steps": len(hide), "ops": len(members), "edges": 0,
-                       "first": steps[k], "last": steps[len(steps) - k - 1]}
-    if not remap:
+# ------------------------------------------------------------------------- levels of detail
+def merge(tr: Trace, groups: dict, info: dict | None = None) -> Trace:
+    """Replace nodes by group nodes: `groups` maps a node id to its group's Node. Edges into and
+    out of a group are redirected to it; those carrying the same tensor (same source op and
+    output) between the same two nodes become one edge with a `count`; edges inside a group are
+    counted in `hidden[group id]["edges"]` (with "ops", the number of members), so every edge of
+    `tr` is accounted for; `info` adds entries to a group's `hidden` record. A group node takes the
+    place of its first member in the node order."""
+    if not groups:
         return tr
-    nodes = {nid: n for nid, n in tr.nodes.items() if nid not in remap}
-    # place each summary where its first hidden op was, so the text order stays stable
-    ordered: dict = {}
-    pending = sorted(summaries.values(), key=lambda s: s.index)
-    for nid, n in nodes.items():
-        while pending and n.kind == "op" and n.index > pending[0].index:
-            s = pending.pop(0)
-            ordered[s.id] = s
-        ordered[nid] = n
-    for s in pending:
-        ordered[s.id] = s
+    hidden = dict(tr.hidden)
+    for g in {id(g): g for g in groups.values()}.values():
+        hidden[g.id] = {**(info or {}).get(g.id, {}), "ops": 0, "edges": 0}
+    for nid in groups:
+        hidden[groups[nid].id]["ops"] += 1
+    nodes: dict = {}
+    for nid, n in tr.nodes.items():
+        g = groups.get(nid)
+        if g is None:
+            nodes[nid] = n
+        elif g.id not in nodes:
+            nodes[g.id] = g
     merged: dict = {}
     for e in tr.edges:
-        src, dst = remap.get(e.src, e.src), remap.get(e.dst, e.dst)
-        if src == dst and src in hidden:
+        src = groups[e.src].id if e.src in groups else e.src
+        dst = groups[e.dst].id if e.dst in groups else e.dst
+        if src == dst and e.src in groups:
             hidden[src]["edges"] += e.count
             continue
-        if src in hidden or dst in hidden:
-            key = (src, dst, e.kind)
+        if src != e.src or dst != e.dst:
+            origin = e.origin or e.src
+            key = (src, dst, origin, e.out_index, e.kind)
             m = merged.get(key)
             if m is None:
-                merged[key] = Edge(src, dst, e.slot, e.out_index, e.grad, e.kind, e.count)
+                merged[key] = Edge(src, dst, e.slot, e.out_index, e.grad, e.kind, e.count, origin)
             else:
                 m.count += e.count
                 m.grad = _combine([m.grad, e.grad]) if (m.grad is not None or e.grad is not None) else None
             continue
-        merged[(len(merged), "keep")] = Edge(e.src, e.dst, e.slot, e.out_index, e.grad, e.kind, e.count)
+        merged[(len(merged), "keep")] = e
     visible = {n.step for n in nodes.values() if n.kind == "op"}
     steps = [s for s in tr.steps if s in visible]
-    return Trace(ordered, list(merged.values()), steps, tr.recorded, hidden)
+    return Trace(nodes, list(merged.values()), steps, tr.recorded, hidden)
+
+
+def _loops(tr: Trace) -> dict:
+    """Loop key (the cluster path outside the step) -> its steps in order, for the op nodes."""
+    loops: dict = {}
+    for n in tr.nodes.values():
+        if n.kind == "op" and n.step is not None:
+            lst = loops.setdefault(_strip_step(n.path), [])
+            if n.step not in lst:
+                lst.append(n.step)
+    return loops
+
+
+def collapse_steps(tr: Trace, k: int) -> Trace:
+    """Keep the first and last `k` steps of each loop; replace the steps between by one summary
+    node per loop (see `merge` for how every edge is accounted for)."""
+    if k is None or isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ValueError(f"draw_graph: collapse must be a non-negative number of steps, got {k!r}")
+    groups: dict = {}
+    info: dict = {}
+    for j, (key, steps) in enumerate(_loops(tr).items()):
+        if len(steps) <= 2 * k + 1:
+            continue
+        hide = set(steps[k:len(steps) - k])
+        members = [n for n in tr.nodes.values() if n.kind == "op" and n.step in hide
+                   and _strip_step(n.path) == key]
+        g = Node(f"summary{j}", "summary", "", (), key, None, min(n.index for n in members))
+        info[g.id] = {"steps": len(hide), "first": steps[k], "last": steps[len(steps) - k - 1]}
+        groups.update((n.id, g) for n in members)
+    return merge(tr, groups, info)
+
+
+def fold_steps(tr: Trace, show: Any = "last") -> Trace:
+    """Draw each time step as one box, except the steps in `show`, which keep their ops.
+
+    show: "last" (the last step of each loop), "all", "none", a step or a list of steps. A
+    folded step is a node of kind "step" titled "t = 3" at the loop's cluster path; edges
+    entering and leaving it still carry one tensor each (h_{t-1}, c_{t-1}, x_t in; h_t, c_t out)."""
+    if show == "all":
+        return tr
+    groups: dict = {}
+    j = 0
+    for key, steps in _loops(tr).items():
+        if show == "last":
+            keep = {steps[-1]}
+        elif show == "none" or show is None:
+            keep = set()
+        else:
+            keep = set(show) if isinstance(show, (list, tuple, set, range)) else {show}
+        for step in steps:
+            if step in keep:
+                continue
+            members = [n for n in tr.nodes.values() if n.kind == "op" and n.step == step
+                       and _strip_step(n.path) == key]
+            first = min(members, key=lambda n: n.index)
+            g = Node(f"step{j}", "step", f"t = {step}", (), key, step, first.index, fn=first.fn)
+            j += 1
+            groups.update((n.id, g) for n in members)
+    return merge(tr, groups)
+
+
+def fold_scopes(tr: Trace, kind: str = "loss") -> Trace:
+    """Draw each call of a function that tagged its ops with scope(kind, name) (the losses tag
+    theirs ("loss", "cross_entropy")) as one box of that kind titled by the name. Ops of one call
+    are those connected to each other under the same outermost tag."""
+    key_of: dict = {}
+    for n in tr.nodes.values():
+        if n.kind == "op":
+            tags = n.fn.tags
+            i = next((i for i, t in enumerate(tags) if t[0] == kind), None)
+            if i is not None:
+                key_of[n.id] = tags[:i + 1]
+    parent = {nid: nid for nid in key_of}
+
+    def find(a: str) -> str:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+    for e in tr.edges:
+        if e.src in key_of and e.dst in key_of and key_of[e.src] == key_of[e.dst]:
+            parent[find(e.src)] = find(e.dst)
+    comps: dict = {}
+    for nid in key_of:  # node order = creation order, so groups are numbered deterministically
+        comps.setdefault(find(nid), []).append(tr.nodes[nid])
+    groups: dict = {}
+    for j, members in enumerate(comps.values()):
+        first = min(members, key=lambda n: n.index)
+        last = max(members, key=lambda n: n.index)
+        name = key_of[first.id][-1][1]
+        g = Node(f"{kind}{j}", kind, str(name), last.shapes, first.path, first.step, first.index,
+                 fn=last.fn, grad=last.grad, visit=last.visit, names=last.names)
+        groups.update((n.id, g) for n in members)
+    return merge(tr, groups)
 
 
 # ------------------------------------------------------------------------------------- memory
