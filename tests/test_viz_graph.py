@@ -267,9 +267,25 @@ def test_truncated_bptt_cut_is_marked():
     (e,) = [e for e in tr.edges if e.src == cut.id]
     assert tr.nodes[e.dst].step == 3 and e.kind == "cut"
     loss.backward()
-    # after backward the saved state is freed: the mark stays, with an honest label
-    assert "state without gradient" in viz.draw_graph(loss).source
+    # after backward the saved state is freed: the drawing keeps what it saw before
+    assert viz.draw_graph(loss).source == src
     assert "gradient stops" not in viz.draw_graph(loss, show_cut=False).source
+    # never drawn before backward: a neutral box, not a cut
+    _, _, fresh = unroll(T=3, h0=tg.randn(2, 4))
+    fresh.backward()
+    after = viz.draw_graph(fresh).source
+    assert "state given without gradient" in after and "gradient stops" not in after
+
+
+def test_initial_state_looks_the_same_before_and_after_backward():
+    lstm = nn.LSTM(3, 4)
+    out, _ = lstm(tg.randn(4, 2, 3))
+    loss = out[-1].sum()
+    before = viz.draw_graph(loss, steps="all").source
+    loss.backward()
+    after = viz.draw_graph(loss, steps="all").source
+    assert before == after
+    assert "initial state = 0" in after and "octagon" not in after and "gradient stops" not in after
 
 
 def test_state_that_requires_grad_is_not_a_cut():

@@ -33,6 +33,7 @@ _STYLE = {
     "cut": dict(shape="octagon", style="filled,dashed", fillcolor="#ffe0e0", color="#cc0000",
                 fontcolor="#990000"),
     "zero_state": dict(shape="box", style="filled,dashed", fillcolor="#eeeeee", color="#888888"),
+    "state": dict(shape="box", style="filled,dashed", fillcolor="#eeeeee", color="#888888"),
     "summary": dict(shape="box", style="rounded,dashed,filled", fillcolor="#fafafa",
                     color="#555555", fontsize="11"),
     "step": dict(shape="box", style="rounded,filled", fillcolor="#eef4fb", color="#7fa7d0",
@@ -273,7 +274,7 @@ def draw_graph(*roots: Any, model: Any = None, names: Any = None, cluster: Any =
     if backward_order and any(n.visit >= 0 for n in tr.nodes.values() if n.kind == "op"):
         legend["order"] = True
     kinds = {n.kind for n in tr.nodes.values()}
-    legend.update({k: True for k in ("step", "loss", "zero_state", "cut") if k in kinds})
+    legend.update({k: True for k in ("step", "loss", "zero_state", "state", "cut") if k in kinds})
     if show_grads and any(n.grad == 0 for n in tr.nodes.values()):
         legend["zero"] = True
     text = _legend(legend, scale)
@@ -303,8 +304,10 @@ def _edges(g: graphviz.Digraph, tr: Trace, full: Trace, scale: "_Scale | None") 
         if e.kind != "cut" and e.src not in in_step and e.dst in in_step:
             attrs["constraint"] = "false"
         label = []
-        if e.kind == "cut":
+        if e.kind == "cut" and tr.nodes[e.src].kind == "cut":
             attrs.update(style="dashed", color="#cc0000", arrowhead="tee")
+        elif e.kind == "cut":  # the initial state: no gradient flows back, nothing is cut
+            attrs.update(style="dashed", color="#888888")
         elif scale is not None and e.grad is not None:
             attrs.update(color=scale.color(e.grad), penwidth=scale.width(e.grad),
                          tooltip=f"gradient norm {_fmt_norm(e.grad)}")
@@ -353,6 +356,8 @@ _LEGEND_ROWS = {
     "loss": "loss box  the ops of a loss function (draw_graph(expand_loss=True) shows them)",
     "zero_state": "grey dashed box  the initial state: a constant (zeros by default), so no "
                   "gradient flows into it. Not a cut",
+    "state": "grey dashed box  a state that enters the first step without gradient: the initial "
+             "state, or a detached one (its values were freed by backward before any drawing)",
     "cut": "red octagon  a detached state (truncated BPTT): the gradient stops there",
     "none": "dotted grey edge  no gradient is sent along it (the op's backward returns None "
             "there: the input is a constant or does not require grad)",
@@ -448,7 +453,7 @@ def _node_label(n: Node, tr: Trace, show_grads: bool, backward_order: bool, show
         if show_grads and n.grad is not None:
             lines.append(f"grad norm {_fmt_norm(n.grad)}")
         return "\n".join(lines)
-    if n.kind in ("cut", "zero_state"):
+    if n.kind in ("cut", "zero_state", "state"):
         return n.title
     head, op_line = math_label(n)
     if backward_order and n.kind == "op" and n.visit >= 0:

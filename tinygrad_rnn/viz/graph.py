@@ -10,6 +10,7 @@ gives the same ids. Imports: the core (autograd, tensor, backend, nn.module), Nu
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -292,15 +293,12 @@ def _find_cuts(tr: Trace, fns: list, fid: dict) -> None:
                     targets.append((a, slot))
         if not targets:
             continue
-        zero, seen = _state_values(targets)
+        kind = _state_kind(targets)
         nid = f"cut{k}"
         k += 1
-        if seen and zero:
-            kind, title = "zero_state", "initial state = 0\n(constant, no gradient)"
-        elif seen:
-            kind, title = "cut", "detached state\n(BPTT cut: gradient stops here)"
-        else:
-            kind, title = "cut", "state without gradient\n(detached or constant):\ngradient stops here"
+        title = {"zero_state": "initial state = 0\n(a constant: no gradient flows into it)",
+                 "cut": "detached state\n(truncated BPTT: the gradient stops here)",
+                 "state": "state given without gradient\n(initial state, or detached)"}[kind]
         first = tr.nodes[fid[id(targets[0][0])]]
         tr.nodes[nid] = Node(nid, kind, title, (), _strip_step(first.path), None,
                              targets[0][0].index)
@@ -323,11 +321,21 @@ def _strip_step(path: tuple) -> tuple:
     return tuple(out)
 
 
-def _state_values(targets: list) -> tuple[bool, bool]:
-    """(all visible state inputs are zero, any state input was visible). Inputs are visible only
-    while their op still holds them for backward (`saved`), i.e. before backward freed them."""
-    seen = False
-    zero = True
+# What a state without gradient held, keyed by the op that reads it: the values are visible only
+# while the op keeps them for backward, so a drawing after backward reuses what an earlier one
+# (or any trace) saw, and the initial state looks the same before and after backward.
+_STATE_KIND: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _state_kind(targets: list) -> str:
+    """"zero_state" (all visible state inputs are zero: the initial state), "cut" (a non-zero
+    state without gradient: a detached state, truncated BPTT) or "state" (not visible: backward
+    freed the saved inputs before any trace saw them)."""
+    first = targets[0][0]
+    known = _STATE_KIND.get(first)
+    if known is not None:
+        return known
+    seen, zero = False, True
     for fn, slot in targets:
         si = type(fn).save_inputs
         saved = getattr(fn, "saved", None)
@@ -337,7 +345,11 @@ def _state_values(targets: list) -> tuple[bool, bool]:
         seen = True
         if bool(array_module(t.data).any(t.data != 0)):
             zero = False
-    return zero, seen
+    if not seen:
+        return "state"
+    kind = "zero_state" if zero else "cut"
+    _STATE_KIND[first] = kind
+    return kind
 
 
 # ------------------------------------------------------------------------- levels of detail
