@@ -39,6 +39,8 @@ _STYLE = {
     "step": dict(shape="box", style="rounded,filled", fillcolor="#eef4fb", color="#7fa7d0",
                  fontsize="11", fontcolor="#1f4e79"),
     "loss": dict(shape="box", style="rounded,filled,bold", fillcolor="#f3e8ff", color="#8e6cb8"),
+    "const": dict(shape="ellipse", style="filled", fillcolor="#f2f2f2", color="#999999",
+                  fontcolor="#555555"),
     "note": dict(shape="note", style="filled", fillcolor="#fff3cd", color="#c9a227"),
 }
 
@@ -128,7 +130,7 @@ def _cluster_label(tag: tuple) -> str:
     return f"{kind} = {value}"
 
 
-_AUTO_FULL_OPS = 24   # steps="auto" draws every step op by op up to this many ops in steps
+_AUTO_FULL_OPS = 36   # steps="auto" draws every step op by op up to this many ops in steps
 
 
 def _levels(tr: Trace, collapse: int | None, steps: Any, expand_loss: bool) -> Trace:
@@ -150,7 +152,7 @@ def draw_graph(*roots: Any, model: Any = None, names: Any = None, cluster: Any =
                steps: Any = "auto", expand_loss: bool = False, collapse: int | None = None,
                show_grads: bool = False, backward_order: bool = False, show_memory: bool = False,
                show_saved: bool = False, show_values: int | bool = False, show_cut: bool = True,
-               rankdir: str = "TB", grad_range: tuple | None = None,
+               show_constants: bool = False, rankdir: str = "TB", grad_range: tuple | None = None,
                title: str | None = None) -> graphviz.Digraph:
     """Draw the graph that produced `roots` (e.g. the loss) as a `graphviz.Digraph`.
 
@@ -161,7 +163,7 @@ def draw_graph(*roots: Any, model: Any = None, names: Any = None, cluster: Any =
         cluster: "time" (one cluster per time step, `t = 3`), "module", "time+module" or None.
         steps: which time steps are drawn op by op; every other step is one box "t = k" whose
             edges still carry h_{t-1}, c_{t-1}, x_t in and h_t, c_t out. "auto" (default): all
-            steps when they hold at most 24 ops in all, else the last step of each loop; "all",
+            steps when they hold at most 36 ops in all, else the last step of each loop; "all",
             "last", "none", a step or a list of steps.
         expand_loss: draw the ops inside cross_entropy / mse_loss (default: one box per loss).
         collapse: keep the first and last `collapse` steps, summarise the rest in one node.
@@ -176,10 +178,13 @@ def draw_graph(*roots: Any, model: Any = None, names: Any = None, cluster: Any =
         show_saved: list the shapes each op holds for backward. show_values: print the values of
             tensors with at most this many elements (True means 6).
         show_cut: mark carried state that enters the unroll without a gradient (truncated BPTT).
+        show_constants: draw the inputs that need no gradient (the x of w * x) as grey ovals,
+            while their op still holds them (before backward, or with retain_graph=True).
         rankdir: "TB" (default: time flows down the page, so a long unroll stays as wide as one
             step) or "LR" (time flows left to right: wider, for slides).
     """
-    full = trace(*roots, model=model, names=names, cluster=cluster, show_cut=show_cut)
+    full = trace(*roots, model=model, names=names, cluster=cluster, show_cut=show_cut,
+                 constants=show_constants)
     tr = _levels(full, collapse, steps, expand_loss)
     max_vals = 6 if show_values is True else int(show_values or 0)
 
@@ -306,8 +311,9 @@ def _edges(g: graphviz.Digraph, tr: Trace, full: Trace, scale: "_Scale | None") 
         label = []
         if e.kind == "cut" and tr.nodes[e.src].kind == "cut":
             attrs.update(style="dashed", color="#cc0000", arrowhead="tee")
-        elif e.kind == "cut":  # the initial state: no gradient flows back, nothing is cut
+        elif e.kind in ("cut", "const"):  # no gradient flows back; nothing is cut
             attrs.update(style="dashed", color="#888888")
+            seen["const"] = seen.get("const") or e.kind == "const"
         elif scale is not None and e.grad is not None:
             attrs.update(color=scale.color(e.grad), penwidth=scale.width(e.grad),
                          tooltip=f"gradient norm {_fmt_norm(e.grad)}")
@@ -359,6 +365,7 @@ _LEGEND_ROWS = {
     "state": "grey dashed box  a state that enters the first step without gradient: the initial "
              "state, or a detached one (its values were freed by backward before any drawing)",
     "cut": "red octagon  a detached state (truncated BPTT): the gradient stops there",
+    "const": "grey oval  a constant input: it needs no gradient, so none is sent to it",
     "none": "dotted grey edge  no gradient is sent along it (the op's backward returns None "
             "there: the input is a constant or does not require grad)",
     "shared": "dotted grey edge beside a coloured one  the op uses the same tensor twice (y * y) "

@@ -149,8 +149,10 @@ def _name_maps(model: Any, names: Any) -> tuple[dict, dict]:
 
 
 def trace(*roots: Any, model: Any = None, names: Any = None, cluster: Any = "time",
-          show_cut: bool = True) -> Trace:
-    """Collect the graph reachable from `roots` as plain nodes and edges (no drawing)."""
+          show_cut: bool = True, constants: bool = False) -> Trace:
+    """Collect the graph reachable from `roots` as plain nodes and edges (no drawing).
+    constants: also add the inputs that need no gradient (kind "const", edge kind "const"), where
+    their op still holds them (before backward, or after backward(retain_graph=True))."""
     rts = _flatten_roots(roots)
     if not rts:
         raise ValueError("draw_graph: give at least one tensor (e.g. the loss) to draw the graph of")
@@ -221,7 +223,28 @@ def trace(*roots: Any, model: Any = None, names: Any = None, cluster: Any = "tim
     tr = Trace(nodes, edges, steps, recorded)
     if show_cut:
         _find_cuts(tr, fns, fid)
+    if constants:
+        _add_constants(tr, fns, fid, leaf_names)
     return tr
+
+
+def _add_constants(tr: Trace, fns: list, fid: dict, leaf_names: dict) -> None:
+    """One node per constant input (no gradient) that an op still holds, e.g. the x of w * x."""
+    cut = {(e.dst, e.slot) for e in tr.edges if e.kind == "cut"}
+    ids: dict = {}
+    for fn in fns:
+        si, saved = type(fn).save_inputs, getattr(fn, "saved", None)
+        for slot, p in enumerate(fn.next):
+            if p is not None or not saved or slot not in si or (fid[id(fn)], slot) in cut:
+                continue
+            t = saved[si.index(slot)]
+            nid = ids.get(id(t))
+            if nid is None:
+                nid = ids[id(t)] = f"const{len(ids)}"
+                title = leaf_names.get(id(t)) or t.name or "constant"
+                tr.nodes[nid] = Node(nid, "const", title, ((t.shape, t.dtype),), (), None, fn.index,
+                                     tensor=t)
+            tr.edges.append(Edge(nid, fid[id(fn)], slot, 0, None, kind="const"))
 
 
 def _leaf_node(nid: str, t: Tensor, leaf_names: dict, k: int) -> Node:
