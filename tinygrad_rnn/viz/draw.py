@@ -287,8 +287,8 @@ def draw_graph(*roots: Any, model: Any = None, names: Any = None, cluster: Any =
         g.node("legend", label=text, shape="plaintext")
     for i, note in enumerate(notes):
         g.node(f"note{i}", label=_esc(note), **_STYLE["note"])
-    if title:
-        g.attr(label=title, labelloc="t", fontsize="14")
+    if title:  # wrapped, so that a long title does not widen the picture
+        g.attr(label=_esc("\n".join(textwrap.wrap(title, 90))), labelloc="t", fontsize="14")
     return g
 
 
