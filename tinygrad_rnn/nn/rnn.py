@@ -142,7 +142,7 @@ class _GRU(_Recurrence):
         if self.reset_after:
             c, i_n = gi
             rz, h_n = ops.addmm(c, h, k[0]).named("a_t").split([2 * k[2], k[2]], -1)
-            r, z = rz.sigmoid().chunk(2, -1)
+            r, z = rz.named("a_rz").sigmoid().chunk(2, -1)
             n = (i_n + r.named("r_t") * h_n.named("W_hn h + b_hn")).tanh()
         else:
             i_r, i_z, i_n = gi.chunk(3, -1)

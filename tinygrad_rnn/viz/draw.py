@@ -327,15 +327,16 @@ def _edges(g: graphviz.Digraph, tr: Trace, full: Trace, scale: "_Scale | None") 
             else:
                 seen["none"] = True
         src_node = full.nodes.get(e.origin or e.src)
-        if e.src in groups or e.dst in groups:
+        if "summary" in (tr.nodes[e.src].kind, tr.nodes[e.dst].kind):
+            if e.count > 1:
+                label.append(f"x{e.count}")  # one edge per hidden step
+        elif e.src in groups or e.dst in groups:
             name = _edge_name(src_node, e.out_index) if src_node is not None else None
             if name:
                 label.insert(0, name)
         elif e.src in multi:
             name = _edge_name(tr.nodes[e.src], e.out_index)
             label.insert(0, name or f"[{e.out_index}]")
-        if e.count > 1 and "summary" in (tr.nodes[e.src].kind, tr.nodes[e.dst].kind):
-            label.append(f"x{e.count}")  # one edge per hidden step
         if label:
             attrs["label"] = " ".join(label)
         g.edge(e.src, e.dst, **attrs)
@@ -457,6 +458,9 @@ def _node_label(n: Node, tr: Trace, show_grads: bool, backward_order: bool, show
     elif n.kind == "loss":
         lines = [n.title, f"{tr.hidden[n.id]['ops']} ops", _fmt_meta(n.shapes)]
     if lines:
+        visits = tr.hidden[n.id].get("visits") if n.id in tr.hidden else None
+        if backward_order and visits is not None:
+            lines[0] = f"#{visits[0]}..#{visits[1]}  {lines[0]}"
         if show_grads and n.grad is not None:
             lines.append(f"grad norm {_fmt_norm(n.grad)}")
         return "\n".join(lines)

@@ -379,7 +379,8 @@ def _state_kind(targets: list) -> str:
 def merge(tr: Trace, groups: dict, info: dict | None = None) -> Trace:
     """Replace nodes by group nodes: `groups` maps a node id to its group's Node. Edges into and
     out of a group are redirected to it; those carrying the same tensor (same source op and
-    output) between the same two nodes become one edge with a `count`; edges inside a group are
+    output; for a "summary" group, any tensor) between the same two nodes become one edge with a
+    `count`; edges inside a group are
     counted in `hidden[group id]["edges"]` (with "ops", the number of members), so every edge of
     `tr` is accounted for; `info` adds entries to a group's `hidden` record. A group node takes the
     place of its first member in the node order."""
@@ -389,7 +390,12 @@ def merge(tr: Trace, groups: dict, info: dict | None = None) -> Trace:
     for g in {id(g): g for g in groups.values()}.values():
         hidden[g.id] = {**(info or {}).get(g.id, {}), "ops": 0, "edges": 0}
     for nid in groups:
-        hidden[groups[nid].id]["ops"] += 1
+        h = hidden[groups[nid].id]
+        h["ops"] += 1
+        v = tr.nodes[nid].visit
+        if v >= 0:  # the backward visits of the members: (first, last)
+            a, b = h.get("visits", (v, v))
+            h["visits"] = (min(a, v), max(b, v))
     nodes: dict = {}
     for nid, n in tr.nodes.items():
         g = groups.get(nid)
@@ -406,7 +412,10 @@ def merge(tr: Trace, groups: dict, info: dict | None = None) -> Trace:
             continue
         if src != e.src or dst != e.dst:
             origin = e.origin or e.src
-            key = (src, dst, origin, e.out_index, e.kind)
+            # into or out of collapsed steps: one edge per pair of nodes (it stands for one edge
+            # per hidden step); otherwise one per tensor carried (h_t and c_t stay apart)
+            summary = "summary" in (nodes[src].kind, nodes[dst].kind)
+            key = (src, dst, e.kind) if summary else (src, dst, origin, e.out_index, e.kind)
             m = merged.get(key)
             if m is None:
                 merged[key] = Edge(src, dst, e.slot, e.out_index, e.grad, e.kind, e.count, origin)

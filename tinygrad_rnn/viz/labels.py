@@ -29,7 +29,7 @@ def at_step(name: str, step: Any, reverse: bool = False) -> str:
     def sub(m: re.Match) -> str:
         k = int(m.group(1) or 0)
         t = step - k if reverse else step + k
-        return f"_{t}" if 0 <= t < 10 else f"_{{{t}}}"
+        return f"_{t}" if t >= 0 else f"_{{{t}}}"  # h_12 reads as plain text; h_{-1} needs braces
     return _T_INDEX.sub(sub, name)
 
 
