@@ -117,12 +117,12 @@ class _GRU(_Recurrence):
         if self.reset_after:
             # b_hr, b_hz are additive: fold them into the projection bias. b_hn sits inside
             # r * (W_hn h + b_hn), so it stays in the recurrent term (see inputs()).
-            w_hh_t, b_ih, b_hh = p["weight_hh"].T, p["bias_ih"], p["bias_hh"]
+            w_hh_t, b_ih, b_hh = p["weight_hh"].T.named("W_hh^T"), p["bias_ih"], p["bias_hh"]
             hidden = w_hh_t.shape[0]
             if b_ih is None:
-                return p["weight_ih"].T, None, (w_hh_t, None, hidden)
+                return p["weight_ih"].T.named("W_ih^T"), None, (w_hh_t, None, hidden)
             b_hrz, b_hn = b_hh.split([2 * hidden, hidden], 0)
-            return p["weight_ih"].T, b_ih + ops.cat([b_hrz, creation.zeros_like(b_hn)]), (w_hh_t, b_hn, hidden)
+            return p["weight_ih"].T.named("W_ih^T"), b_ih + ops.cat([b_hrz, creation.zeros_like(b_hn)]), (w_hh_t, b_hn, hidden)
         w_ih_t, bias, (w_hh_t,) = super().prepare(p)
         hidden = w_hh_t.shape[0]
         return w_ih_t, bias, tuple(w_hh_t.split([2 * hidden, hidden], 1))  # W_h{r,z}^T, W_hn^T

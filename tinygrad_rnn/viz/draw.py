@@ -322,7 +322,7 @@ def _edges(g: graphviz.Digraph, tr: Trace, full: Trace, scale: "_Scale | None") 
         elif scale is not None and tr.recorded:
             attrs.update(color="#999999", style="dotted")
             if (e.src, e.dst) in carried:
-                label.append("(its gradient\nis on the other edge)")
+                label.append("(its gradient\\nis on the other edge)")
                 seen["shared"] = True
             else:
                 seen["none"] = True
@@ -356,8 +356,10 @@ def _combine(norms: list) -> float | None:
 
 
 _LEGEND_ROWS = {
-    "order": "#k  the order in which the engine's backward visited the ops (#0 first): it runs "
-             "the op with the highest generation first, so the last step is visited first",
+    "order": "#k  the order in which the engine's backward visited the ops (#0 first). It runs "
+             "the op farthest from the inputs (highest generation) first: along the recurrence "
+             "the last step comes first, while an op fed only by inputs and weights (a per-step "
+             "x_t W_xh) comes late",
     "step": "box t = k  one time step drawn folded (draw_graph(steps=...) expands it); its edges "
             "carry h_(t-1) (and c_(t-1)) in, h_t (and c_t) out",
     "loss": "loss box  the ops of a loss function (draw_graph(expand_loss=True) shows them)",
