@@ -54,7 +54,12 @@ def test_six_step_lstm_with_cross_entropy_fits_the_page(options):
     assert w <= MAX_PT and h <= MAX_PT, (w, h)
     smallest = min(float(s) for s in re.findall(r'font-size="([\d.]+)"', svg))
     assert smallest * 1200 / w >= 7, (smallest, w)
-    # the inside of a cell is still there: the last step op by op, the others as boxes
+    # 36 nodes instead of 96 (docs/visualization.md); the inside of a cell is still there: the
+    # last step op by op, the others as boxes
+    from tinygrad_rnn.viz.draw import _levels
+    from tinygrad_rnn.viz.graph import trace
+    full = trace(loss, model=model)
+    assert (len(full.nodes), len(_levels(full, None, "auto", False).nodes)) == (96, 36)
     assert "f_5⊙c_4" in svg and "i_5⊙g_5" in svg and svg.count("one step: 11 ops") == 5
     assert "cross_entropy</text>" in svg and ">exp</text>" not in svg  # the loss is one box
 

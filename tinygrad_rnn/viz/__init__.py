@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ..autograd import record_grads, scope
 from .graph import Edge, Node, Trace, collapse_steps, saved_bytes, trace
+from .labels import math_label
 from .render import GraphDigraph, RenderError, find_renderer
 from .draw import draw_graph, render
 from .gradflow import GradientFlow, StepGrads, gradient_flow, grad_by_step, plot_gradient_flow
@@ -24,6 +25,6 @@ def time_step(t: int) -> scope:
 
 __all__ = [
     "draw_graph", "render", "time_step", "record_grads", "trace", "collapse_steps", "saved_bytes",
-    "Trace", "GraphDigraph", "RenderError", "find_renderer",
+    "Trace", "Node", "Edge", "math_label", "GraphDigraph", "RenderError", "find_renderer",
     "gradient_flow", "grad_by_step", "GradientFlow", "StepGrads", "plot_gradient_flow",
 ]
