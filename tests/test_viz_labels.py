@@ -153,8 +153,9 @@ def test_one_colour_scale_for_drawings_meant_to_be_compared():
     a = drawn(1.0)
     tg.manual_seed(1)
     b = drawn(1000.0)
-    ticks = re.findall(r"1e-?\d+", a.split("gradient norm (log scale)")[1])[:2]
-    assert ticks == ["1e-3", "1e1"] and ticks == re.findall(r"1e-?\d+", b.split("gradient norm (log scale)")[1])[:2]
+    def ticks(src):
+        return re.findall(r"1e-?\d+", src.split("gradient norm (log scale)")[1])[:2]
+    assert ticks(a) == ticks(b) == ["1e-3", "1e1"]
     assert a != b  # same scale, different gradients: different colours
 
 
