@@ -11,6 +11,7 @@ from ..autograd import record_grads, scope
 from .graph import GraphDigraph, Trace, collapse_steps, draw_graph, saved_bytes, trace
 from .gradflow import GradientFlow, StepGrads, gradient_flow, grad_by_step, plot_gradient_flow
 from .render import RenderError, find_renderer, render
+from .explore import Explorer, explore, recording
 
 
 def time_step(t: int) -> scope:
@@ -23,4 +24,5 @@ __all__ = [
     "draw_graph", "render", "time_step", "record_grads", "trace", "collapse_steps", "saved_bytes",
     "Trace", "GraphDigraph", "RenderError", "find_renderer",
     "gradient_flow", "grad_by_step", "GradientFlow", "StepGrads", "plot_gradient_flow",
+    "explore", "recording", "Explorer",
 ]
