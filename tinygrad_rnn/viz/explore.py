@@ -24,6 +24,7 @@ import json
 import linecache
 import math
 import os
+import re
 import sys
 import weakref
 from pathlib import Path
@@ -389,10 +390,10 @@ def _page_data(tr: Trace, roots: list, rec: _Backward, before: dict, title: str 
     initially = []
     if len(shown.steps) > 2 * expanded + 1 and not hidden_map:
         initially = shown.steps[expanded:len(shown.steps) - expanded]
-    dot, fan = _dot(shown, title)
+    dot, fan, clusters = _dot(shown, title)
     data = {
         "title": title or "BPTT explorer",
-        "nodes": nodes, "steps": steps, "collapsed": initially, "note": note,
+        "nodes": nodes, "steps": steps, "collapsed": initially, "note": note, "clusters": clusters,
         "edges": [{"src": e.src, "dst": e.dst, "slot": e.slot, "fan": k in fan,
                    "shown": e.src in shown.nodes and e.dst in shown.nodes}
                   for k, e in enumerate(tr.edges)],
@@ -441,52 +442,52 @@ def _carry(region: dict, fn: Function, idx: int, g: np.ndarray) -> tuple[Any, An
 
 
 def _flow(tr: Trace, events: dict) -> dict:
-    """Per loop of time steps: the nodes holding h_t and c_t and the norm of their gradient."""
-    out: dict = {"h": [], "c": []}
-    by_id = {id(n.fn): n for n in tr.nodes.values() if n.kind == "op"}
+    """||dL/dh_t|| and ||dL/dc_t|| per step of every time loop, from the gradient each state op's
+    output had when backward visited it (the sum over all its uses). A state op is one named h_t /
+    c_t (Tensor.named), else, by position in the step, one whose output the next step reads: h
+    where the next step multiplies it by a weight matrix, c otherwise."""
+    loops: dict = {}
+    consumers: dict = {}
     for n in tr.nodes.values():
-        if n.kind != "op" or n.step is None:
+        if n.kind != "op":
             continue
-        fn = n.fn
-        which = _state_kind(fn, n, tr, by_id)
-        if which is None or id(fn) not in events:
-            continue
-        g = events[id(fn)][1][0]
-        out[which].append({"t": n.step, "node": n.id, "norm": _norm(g) if g is not None else 0.0,
-                           "loop": _tag(fn.tags, "layer"), "dir": _tag(fn.tags, "direction")})
-    for k in out:
-        out[k].sort(key=lambda r: (str(r["loop"]), str(r["dir"]), r["t"]))
+        for p in n.fn.next:
+            if p is not None and isinstance(p[0], Function):
+                consumers.setdefault(id(p[0]), []).append(n.fn)
+        if n.step is not None:
+            outer = tuple(t for t in n.fn.tags if t[0] != "step")
+            loops.setdefault(outer, {}).setdefault(n.step, []).append(n)
+    out: dict = {"h": [], "c": []}
+    for outer, by_step in loops.items():
+        order = sorted(by_step, key=lambda s: by_step[s][0].index)
+        kinds: dict = {}
+        for st in order:
+            for pos, n in enumerate(by_step[st]):
+                name = str((n.fn.__dict__.get("out_names") or {}).get(0, ""))
+                if re.match(r"^[hc](_|$|\[)", name):
+                    kinds[pos] = name[0]
+        if not kinds and len(order) >= 2:
+            nxt = {id(n.fn) for n in by_step[order[1]]}
+            for pos, n in enumerate(by_step[order[0]]):
+                later = [c for c in consumers.get(id(n.fn), []) if id(c) in nxt]
+                if later and len(n.fn.out_meta) == 1:
+                    kinds[pos] = "h" if any(c.name in ("matmul", "addmm", "mm") for c in later) else "c"
+        if list(kinds.values()).count("h") > 1:
+            continue  # not a plain recurrence: no single h_t per step
+        for st in order:
+            ns = by_step[st]
+            for pos, kind in kinds.items():
+                if pos < len(ns) and id(ns[pos].fn) in events:
+                    g = events[id(ns[pos].fn)][1][0]
+                    out[kind].append({"t": st, "node": ns[pos].id, "norm": 0.0 if g is None else _norm(g),
+                                      "loop": _tag(outer, "layer"), "dir": _tag(outer, "direction")})
     return out
 
 
-def _state_kind(fn: Function, n: Any, tr: Trace, by_id: dict) -> str | None:
-    """"h" or "c" when fn's output is a carried state: named h_t / c_t, or (no names) an output
-    that the next step reads; h is the one the next step multiplies by a weight matrix."""
-    names = fn.__dict__.get("out_names") or {}
-    name = str(names.get(0, "")).replace("_", "").lower()
-    if name:
-        return "h" if name.startswith("h") else ("c" if name.startswith("c") else None)
-    if len(fn.out_meta) != 1:
-        return None
-    nxt = getattr(tr, "_consumers", None)
-    if nxt is None:
-        nxt = {}
-        for m in tr.nodes.values():
-            if m.kind == "op":
-                for p in m.fn.next:
-                    if p is not None and isinstance(p[0], Function):
-                        nxt.setdefault(id(p[0]), []).append(m.fn)
-        tr._consumers = nxt  # type: ignore[attr-defined]
-    later = [c for c in nxt.get(id(fn), []) if _tag(c.tags, "step") not in (None, n.step)
-             and _tag(c.tags, "layer") == _tag(fn.tags, "layer")]
-    if not later:
-        return None
-    return "h" if any(c.name in ("matmul", "addmm", "mm", "linear") for c in later) else "c"
-
-
-def _dot(tr: Trace, title: str | None) -> tuple[str, set]:
-    """DOT text for the layout (node ids n_<id>, edge ids e_<k>, cluster ids c_<step>) and the
-    indices of the fan-out edges left to the page."""
+def _dot(tr: Trace, title: str | None) -> tuple[str, set, dict]:
+    """DOT text for the layout (node ids n_<id>, edge ids e_<k>, cluster ids c_<tags>), the
+    indices of the fan-out edges left to the page, and the step of each step cluster."""
+    clusters: dict = {}
     kinds_in_step = {nid for nid, n in tr.nodes.items() if n.step is not None or n.kind == "summary"}
     first_last: dict = {}
     for n in tr.nodes.values():
@@ -536,6 +537,8 @@ def _dot(tr: Trace, title: str | None) -> tuple[str, set]:
                 (m.index for q, ns in tree.items() if q[:len(p)] == p for m in ns), default=0)):
             kind, val = ch[-1]
             cid = "c_" + "_".join("".join(c if c.isalnum() else "_" for c in f"{k}{v}") for k, v in ch)
+            if kind == "step":
+                clusters[cid] = val
             label = f"t = {val}" if kind == "step" else (f"layer {val}" if kind == "layer" else str(val))
             style = ('style="rounded,filled"; fillcolor="#eef4fb"; color="#7fa7d0"' if kind == "step"
                      else 'style="rounded"; color="#888888"')
@@ -560,4 +563,4 @@ def _dot(tr: Trace, title: str | None) -> tuple[str, set]:
     if title:
         lines.append(f'  label="{title}"; labelloc="t"; fontsize=14;')
     lines.append("}")
-    return "\n".join(lines), fan
+    return "\n".join(lines), fan, clusters
