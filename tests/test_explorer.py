@@ -1,6 +1,7 @@
 """The BPTT explorer page (viz.explore), tested in a real browser: Debian's chromium driven by
 Playwright (pip package `playwright`; its own browser download is not used). The browser tests
-skip, with the reason, where either is missing; CI (.ci/run) installs both."""
+skip, with the reason, where either is missing; CI (.ci/run) installs both and sets
+TINYGRAD_RNN_REQUIRE_BROWSER=1, so there they always run."""
 from __future__ import annotations
 
 import importlib
@@ -25,8 +26,10 @@ render_mod = importlib.import_module("tinygrad_rnn.viz.render")  # viz.render is
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_renderer = pytest.mark.skipif(viz.find_renderer() is None,
                                     reason="no Graphviz renderer (apt-get install graphviz, or pip install graphviz-pure)")
+# .ci/run sets TINYGRAD_RNN_REQUIRE_BROWSER=1: there a missing browser fails instead of skipping
+REQUIRED = os.environ.get("TINYGRAD_RNN_REQUIRE_BROWSER", "") not in ("", "0")
 needs_browser = pytest.mark.skipif(
-    CHROMIUM is None or sync_playwright is None,
+    (CHROMIUM is None or sync_playwright is None) and not REQUIRED,
     reason="browser tests need Debian's chromium (apt-get install chromium) and the playwright pip "
            "package (pip install playwright); CI installs both")
 ARGS = ["--headless", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -35,6 +38,9 @@ ARGS = ["--headless", "--disable-gpu", "--no-first-run", "--disable-background-n
 
 @pytest.fixture(scope="module")
 def browser():
+    if CHROMIUM is None or sync_playwright is None:
+        pytest.fail("TINYGRAD_RNN_REQUIRE_BROWSER is set but chromium (apt-get install chromium) or "
+                    "the playwright pip package (pip install playwright) is missing")
     args = ARGS + (["--no-sandbox"] if hasattr(os, "geteuid") and os.geteuid() == 0 else [])
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=args)
