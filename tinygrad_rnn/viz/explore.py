@@ -24,7 +24,6 @@ import json
 import linecache
 import math
 import os
-import re
 import sys
 import weakref
 from pathlib import Path
@@ -37,8 +36,8 @@ from ..autograd import Function
 from ..backend import to_numpy
 from ..nn.module import Parameter
 from ..tensor import Tensor
-from .graph import Trace, collapse_steps, trace
-from .gradflow import _array, _sum_to
+from .graph import Trace, collapse_steps, output_tensor, step_of, trace
+from .labels import math_label
 from .render import _INSTALL, RenderError, find_renderer, run_renderer
 
 _TEMPLATE = Path(__file__).with_name("explorer_template.html")
@@ -91,7 +90,7 @@ def _profile(frame: Any, event: str, arg: Any) -> None:
 
 # ---------------------------------------------------------------------------------- numbers
 def _host(a: Any) -> np.ndarray:
-    return np.asarray(to_numpy(_array(a)), dtype=np.float64)
+    return np.asarray(to_numpy(a.data if isinstance(a, Tensor) else a), dtype=np.float64)
 
 
 def _fmt(x: float) -> str:
@@ -191,22 +190,10 @@ def _value_of(fn: Function, consumers: dict) -> tuple | None:
 
 
 def _math_name(n: Any) -> str:
-    """The math name of a traced node (h_t, c_t, W_hh...), else ''. Thin adapter over what the
-    tracer and Tensor.named record."""
-    if n.fn is not None:
-        names = n.fn.__dict__.get("out_names") or {}
-        if names:
-            return " / ".join(str(names[i]) for i in sorted(names))
-        return n.title if n.title != n.fn.name else ""
-    return n.title
-
-
-def _tag(tags: tuple, kind: str) -> Any:
-    v = None
-    for k, val in tags:
-        if k == kind:
-            v = val
-    return v
+    """The math name of a traced node (h_3, c_3, W_hh^T...), '' for an op without one: viz's one
+    label function (labels.math_label) read for the page."""
+    title, op_line = math_label(n)
+    return title if (op_line or n.kind != "op") else ""
 
 
 # --------------------------------------------------------------------------------- the page
@@ -307,8 +294,8 @@ def _page_data(tr: Trace, roots: list, rec: _Backward, before: dict, title: str 
         if n.fn is not None:
             fn = n.fn
             d.update(op=fn.name, visit=fn.visit if id(fn) in events else -1,
-                     layer=_tag(fn.tags, "layer"), direction=_tag(fn.tags, "direction"),
-                     module=_tag(fn.tags, "module"),
+                     layer=step_of(fn.tags, "layer"), direction=step_of(fn.tags, "direction"),
+                     module=step_of(fn.tags, "module"),
                      line=_FORWARD[fn][0] if fn in _FORWARD else None)
             vals = _value_of(fn, consumers)
             if vals is not None:
@@ -336,10 +323,11 @@ def _page_data(tr: Trace, roots: list, rec: _Backward, before: dict, title: str 
                             "arrivals": [], "before": g0 is not None}
 
     visits = []
+    order = {id(fn): fn.visit for fn in fns}  # _carry's tg.grad renumbers the transforms' visits
     for k, (fn, gys, gxs) in enumerate(rec.events):
         nid = fid.get(id(fn))
         v: dict = {"node": nid, "edges": []}
-        step = _tag(fn.tags, "step")
+        step = step_of(fn.tags, "step")
         for slot, (p, g) in enumerate(zip(fn.next, gxs)):
             if p is None or g is None:
                 continue
@@ -356,12 +344,15 @@ def _page_data(tr: Trace, roots: list, rec: _Backward, before: dict, title: str 
                 continue  # a transform passing its summed gradient on: its terms are counted
             term = g
             if id(src) in region:
-                src, term = _carry(region, src, p[1], g)
+                term = _carry(region[id(src)], src, p[1], g)
+                src = region[id(src)]
             if isinstance(src, Tensor) and lid.get(id(src)) in leaves:
                 L = leaves[lid[id(src)]]
                 L["sum"] = term.copy() if L["sum"] is None else L["sum"] + term
                 L["terms"].append([k, step, _fmt(_norm(term)), _fmt(_norm(L["sum"])), _preview(L["sum"])])
         visits.append(v)
+    for fn in fns:
+        fn.visit = order[id(fn)]
     leaf_out = {}
     for nid, L in leaves.items():
         fin = L["direct"]
@@ -405,46 +396,39 @@ def _page_data(tr: Trace, roots: list, rec: _Backward, before: dict, title: str 
 
 
 def _transform_region(tr: Trace, fns: list, consumers: dict) -> dict:
-    """Ops outside the time steps fed by a single leaf only (W^T, a split of W...): their output is
-    "the leaf, transformed", so a term reaching them is a term of that leaf's gradient."""
+    """Ops outside the time steps fed by a single leaf only (W^T, a split of W...), mapped to that
+    leaf: their output is "the leaf, transformed", so a term reaching them is a term of its grad."""
     region: dict = {}
-    leaves = [n.tensor for n in tr.nodes.values() if n.kind in ("param", "leaf")]
-    frontier = [id(t) for t in leaves]
-    srcs = set(frontier)
+    leaves = {id(n.tensor): n.tensor for n in tr.nodes.values() if n.kind in ("param", "leaf")}
+    frontier = list(leaves)
     while frontier:
         key = frontier.pop()
         for fn in consumers.get(key, []):
-            if id(fn) in region or _tag(fn.tags, "step") is not None:
+            if id(fn) in region or step_of(fn.tags) is not None:
                 continue
-            ins = [q for q in fn.next if q is not None]
-            if len({id(q[0]) for q in ins}) == 1 and (id(ins[0][0]) in srcs or id(ins[0][0]) in region):
-                region[id(fn)] = fn
-                frontier.append(id(fn))
+            ins = {id(q[0]): q[0] for q in fn.next if q is not None}
+            if len(ins) == 1:
+                src = next(iter(ins.values()))
+                leaf = leaves[id(src)] if id(src) in leaves else region.get(id(src))
+                if leaf is not None:
+                    region[id(fn)] = leaf
+                    frontier.append(id(fn))
     return region
 
 
-def _carry(region: dict, fn: Function, idx: int, g: np.ndarray) -> tuple[Any, Any]:
-    """Carry the gradient g of output idx of the transform fn back to its leaf (linear in g)."""
-    while True:
-        gys = [None] * len(fn.out_meta)
-        gys[idx] = Tensor._make(g, False)
-        with autograd.no_grad():  # explore keeps the graph, so the transform can run again
-            gxs = fn.backward(*gys)
-        gxs = gxs if isinstance(gxs, tuple) else (gxs,)
-        slot = next(i for i, q in enumerate(fn.next) if q is not None)
-        src, idx = fn.next[slot]
-        gx = gxs[slot]
-        shape = src.shape if isinstance(src, Tensor) else src.out_meta[idx][0]
-        g = _sum_to(_host(gx), tuple(shape))
-        if isinstance(src, Tensor) or id(src) not in region:
-            return src, g
-        fn = src
+def _carry(leaf: Tensor, fn: Function, idx: int, g: np.ndarray) -> np.ndarray:
+    """The term g of output idx of the transform fn, carried back to its leaf with tg.grad (the
+    transform is linear in g; explore keeps the graph, so it can run again)."""
+    out = output_tensor(fn, idx)
+    (gx,) = autograd.grad([out], [leaf], grad_outputs=[Tensor(g.astype(out.dtype), device=out.device)],
+                          retain_graph=True)
+    return _host(gx)
 
 
 def _flow(tr: Trace, events: dict) -> dict:
     """||dL/dh_t|| and ||dL/dc_t|| per step of every time loop, from the gradient each state op's
     output had when backward visited it (the sum over all its uses). A state op is one named h_t /
-    c_t (Tensor.named), else, by position in the step, one whose output the next step reads: h
+    c_t (Tensor.named, as the built-in cells do), else, by position in the step, one whose output the next step reads: h
     where the next step multiplies it by a weight matrix, c otherwise."""
     loops: dict = {}
     consumers: dict = {}
@@ -463,8 +447,8 @@ def _flow(tr: Trace, events: dict) -> dict:
         kinds: dict = {}
         for st in order:
             for pos, n in enumerate(by_step[st]):
-                name = str((n.fn.__dict__.get("out_names") or {}).get(0, ""))
-                if re.match(r"^[hc](_|$|\[)", name):
+                name = n.names[0] if n.names else None
+                if name in ("h_t", "c_t"):
                     kinds[pos] = name[0]
         if not kinds and len(order) >= 2:
             nxt = {id(n.fn) for n in by_step[order[1]]}
@@ -480,7 +464,7 @@ def _flow(tr: Trace, events: dict) -> dict:
                 if pos < len(ns) and id(ns[pos].fn) in events:
                     g = events[id(ns[pos].fn)][1][0]
                     out[kind].append({"t": st, "node": ns[pos].id, "norm": 0.0 if g is None else _norm(g),
-                                      "loop": _tag(outer, "layer"), "dir": _tag(outer, "direction")})
+                                      "loop": step_of(outer, "layer"), "dir": step_of(outer, "direction")})
     return out
 
 
@@ -513,12 +497,11 @@ def _dot(tr: Trace, title: str | None) -> tuple[str, set, dict]:
             h = tr.hidden[n.id]
             label = f"... {h['steps']} steps hidden (t = {h['first']} .. {h['last']}) ...\\n{h['ops']} ops"
         else:
-            name = _math_name(n)
+            title, op_line = math_label(n)
             meta = ", ".join(f"({', '.join(map(str, s))}{',' if len(s) == 1 else ''})" for s, _ in n.shapes[:2])
-            head = name if n.kind != "op" else (f"{name} = {n.fn.name}" if name else n.fn.name)
             if n.kind in ("cut", "zero_state"):
-                head, meta = n.title, ""
-            label = head + (f"\\n{meta}" if meta else "")
+                title, op_line, meta = n.title, "", ""
+            label = "\n".join(x for x in (title, op_line, meta) if x)
         fill = fills.get(n.kind, "#f7f7f7")
         label = label.replace('"', "'").replace("\n", "\\n")
         return f'  "{n.id}" [id="n_{n.id}", label="{label}", fillcolor="{fill}"];'
