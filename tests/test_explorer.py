@@ -333,3 +333,39 @@ def test_bench_lstm_50_steps_page_size_and_paint_time(browser, tmp_path):
     print(f"\nexplorer LSTM T={T} B={B} H={H}: {len(ex.data['nodes'])} nodes, "
           f"{len(ex.data['visits'])} visits; page {size / 1e6:.2f} MB; built in {build:.2f} s; "
           f"paint {min(times):.2f} s (min of {len(times)})")
+
+
+# ---------------------------------------------------------------------------------- docs picture
+SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "images" / "explorer.png"
+
+
+def test_committed_screenshot_fits_the_docs():
+    """docs/images/explorer.png (written by `python tests/test_explorer.py`) is at most 2400 px wide."""
+    data = SCREENSHOT.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert 800 <= width <= 2400 and height >= 400
+
+
+def write_screenshot(path: Path = SCREENSHOT) -> Path:
+    """The picture in docs/visualization.md: an 8-step LSTM half way through backward, the middle
+    steps collapsed, W_hh selected with its gradient summed so far."""
+    import tempfile
+
+    ex, loss, _ = lstm_case(T=8, B=2, H=4)
+    args = ARGS + (["--no-sandbox"] if hasattr(os, "geteuid") and os.geteuid() == 0 else [])
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        page = Page(b, ex.save(Path(tmp) / "ex.html"), width=1600, height=1000)
+        whh = next(k for k, L in ex.data["leaves"].items() if L["name"] == "lstm.weight_hh_l0")
+        terms = ex.data["leaves"][whh]["terms"]
+        page.js(f"explorer.goto({terms[len(terms) // 2][0] + 2})")
+        page.js(f"explorer.select('{whh}')")
+        assert page.errors == []
+        page.page.screenshot(path=str(path))
+        b.close()
+    return path
+
+
+if __name__ == "__main__":
+    print(write_screenshot())

@@ -307,6 +307,8 @@ def _page_data(tr: Trace, roots: list, rec: _Backward, before: dict, title: str 
             t = n.tensor
             d["value"] = [_describe(_host(t.data))]
             d["op"] = "parameter" if isinstance(t, Parameter) else ("leaf" if n.kind == "leaf" else "output")
+            if t.grad is not None and n.kind != "output":  # .grad after this backward
+                d["grad"] = [_describe(_host(t.grad.data))]
             if n.kind == "output" and t.creator is not None and id(t.creator) in events:
                 g = events[id(t.creator)][1][t.out_index]
                 d["grad"] = [None if g is None else _describe(g)]
