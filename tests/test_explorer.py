@@ -90,6 +90,11 @@ def lstm_case(T: int = 5, B: int = 2, H: int = 4, record: bool = True, **kw):
     return ex, loss, {"lstm": lstm, "head": head}
 
 
+EDGES_MATCH = """[...document.querySelectorAll('g.edge')].filter((g) => !isNaN(+g.id.slice(2)))
+  .map((g) => [g.querySelector('title').textContent, explorer.data.edges[+g.id.slice(2)]])
+  .filter(([t, e]) => t !== e.src + '->' + e.dst).length"""  # laid-out edges whose id is wrong
+
+
 def engine_order(loss) -> list:
     """Node ids of the ops in the order the engine visited them (fn.visit), traced afresh."""
     tr = viz.trace(loss)
@@ -169,6 +174,7 @@ def test_page_loads_without_console_errors_or_network(browser, tmp_path):
     try:
         s = page.js("explorer.state()")
         assert s["total"] == len(ex.data["visits"]) and s["visit"] == 0
+        assert page.js(EDGES_MATCH) == 0
         page.js("explorer.select('leaf3')")
         assert "lstm.weight_hh_l0" in page.page.inner_text("#side")
         op = next(n["id"] for n in ex.data["nodes"] if n["kind"] == "op" and n["step"] == 2)
@@ -267,6 +273,7 @@ def test_a_graph_too_large_opens_collapsed_and_says_so(browser, tmp_path):
     page = Page(browser, ex.save(tmp_path / "ex.html"))
     try:
         assert "too many to lay out whole" in page.page.inner_text("#note")
+        assert page.js(EDGES_MATCH) == 0
         total = page.js("explorer.state().total")
         seen = [page.js("explorer.step()")["current"] for _ in range(total)]
         assert seen == engine_order(loss)

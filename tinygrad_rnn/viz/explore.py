@@ -22,7 +22,6 @@ from __future__ import annotations
 import html
 import json
 import linecache
-import math
 import os
 import sys
 import weakref
@@ -263,11 +262,11 @@ def explore(*roots: Any, model: Any = None, names: Any = None, title: str | None
                           f"no Graphviz renderer was found. To use it, {_INSTALL}")
     rec, before = _run_backward(rts)
     tr = trace(*rts, model=model, names=names, cluster="time")
-    data, dot = _page_data(tr, rts, rec, before, title, expanded, max_ops)
+    data, dot = _page_data(tr, rec, before, title, expanded, max_ops)
     return Explorer(data, dot, renderer)
 
 
-def _page_data(tr: Trace, roots: list, rec: _Backward, before: dict, title: str | None,
+def _page_data(tr: Trace, rec: _Backward, before: dict, title: str | None,
                expanded: int, max_ops: int) -> tuple[dict, str]:
     fns = [n.fn for n in tr.nodes.values() if n.kind == "op"]
     fid = {id(n.fn): n.id for n in tr.nodes.values() if n.kind == "op"}
@@ -284,7 +283,6 @@ def _page_data(tr: Trace, roots: list, rec: _Backward, before: dict, title: str 
     for k, e in enumerate(tr.edges):
         if e.kind == "data" and e.dst.startswith("op"):
             edge_at[(e.dst, e.slot)] = k
-    out_edge = {e.src: k for k, e in enumerate(tr.edges) if e.dst.startswith("out")}
 
     # ---- nodes
     nodes = []
@@ -383,7 +381,10 @@ def _page_data(tr: Trace, roots: list, rec: _Backward, before: dict, title: str 
     initially = []
     if len(shown.steps) > 2 * expanded + 1 and not hidden_map:
         initially = shown.steps[expanded:len(shown.steps) - expanded]
-    dot, fan, clusters = _dot(shown, title)
+    # an edge keeps its index in tr.edges as its id; one that a collapse merged gets "m<k>"
+    index = {(e.src, e.dst, e.slot, e.kind): k for k, e in enumerate(tr.edges)}
+    ids = [index.get((e.src, e.dst, e.slot, e.kind), f"m{k}") for k, e in enumerate(shown.edges)]
+    dot, fan, clusters = _dot(shown, ids, title)
     data = {
         "title": title or "BPTT explorer",
         "nodes": nodes, "steps": steps, "collapsed": initially, "note": note, "clusters": clusters,
@@ -470,9 +471,9 @@ def _flow(tr: Trace, events: dict) -> dict:
     return out
 
 
-def _dot(tr: Trace, title: str | None) -> tuple[str, set, dict]:
-    """DOT text for the layout (node ids n_<id>, edge ids e_<k>, cluster ids c_<tags>), the
-    indices of the fan-out edges left to the page, and the step of each step cluster."""
+def _dot(tr: Trace, ids: list, title: str | None) -> tuple[str, set, dict]:
+    """DOT text for the layout (node ids n_<id>, edge ids e_<ids[k]>, cluster ids c_<tags>), the
+    ids of the fan-out edges left to the page, and the step of each step cluster."""
     clusters: dict = {}
     kinds_in_step = {nid for nid, n in tr.nodes.items() if n.step is not None or n.kind == "summary"}
     first_last: dict = {}
@@ -533,12 +534,12 @@ def _dot(tr: Trace, title: str | None) -> tuple[str, set, dict]:
             lines.append(ind + "}")
 
     emit((), 1)
-    for k, e in enumerate(tr.edges):
+    for k, e in zip(ids, tr.edges):
         a_in, b_in = e.src in kinds_in_step, e.dst in kinds_in_step
         attrs = [f'id="e_{k}"']
         if a_in != b_in:  # a shared node feeding every step (or fed by every step)
             inner = tr.nodes[e.dst if b_in else e.src]
-            if inner.step not in ends:
+            if inner.step not in ends and isinstance(k, int):
                 fan.add(k)
                 continue
             attrs.append("constraint=false" if b_in else "")
