@@ -6,28 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import autograd, backend, ops
+from .. import autograd, backend
 from ..errors import DTypeError, ShapeError, fmt_shape
+from ..ops import log_softmax, logsumexp, softmax  # also Tensor methods: one table, in ops._bind
 from ..tensor import Tensor
 
-
-def logsumexp(x: Tensor, dim: int = -1, keepdim: bool = False) -> Tensor:
-    """log(sum(exp(x), dim)), computed as m + log(sum(exp(x - m))) with m = max(x) (no overflow).
-    m is a constant (detached): the result does not depend on it, so neither does the gradient."""
-    m = ops.amax(x, dim, keepdim=True).detach()
-    y = (x - m).exp().sum(dim, keepdim=True).log() + m
-    return y if keepdim else y.squeeze(dim)
-
-
-def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
-    """x - logsumexp(x): stable for large logits."""
-    return x - logsumexp(x, dim, keepdim=True)
-
-
-def softmax(x: Tensor, dim: int = -1) -> Tensor:
-    """exp(x - max) / sum(exp(x - max))."""
-    e = (x - ops.amax(x, dim, keepdim=True).detach()).exp()
-    return e / e.sum(dim, keepdim=True)
+__all__ = ["softmax", "log_softmax", "logsumexp", "cross_entropy", "nll_loss", "mse_loss", "dropout",
+           "linear"]
 
 
 def _reduce(loss: Tensor, reduction: str, op: str) -> Tensor:
@@ -126,8 +111,3 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
                          f"= (out_features, in_features))")
     y = x @ weight.T
     return y + bias if bias is not None else y
-
-
-Tensor.softmax = softmax
-Tensor.log_softmax = log_softmax
-Tensor.logsumexp = logsumexp

@@ -468,7 +468,7 @@ class _RNNBase(Module):
         every sequence is full length (then no masking at all)."""
         name = self.rec.name
         if isinstance(lengths, Tensor) or hasattr(lengths, "tolist"):
-            if getattr(lengths, "dtype", None) is not None and lengths.dtype.kind not in "iu":
+            if getattr(getattr(lengths, "dtype", None), "kind", "i") not in "iu":  # torch: checked below
                 raise DTypeError(f"{name}: lengths must hold integers, got dtype {lengths.dtype}")
             vals = lengths.tolist()
         elif isinstance(lengths, numbers.Integral):
