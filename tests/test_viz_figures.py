@@ -111,3 +111,18 @@ def test_committed_graph_pictures_are_what_their_scripts_draw():
     for file, entry in manifest.items():
         # the committed picture is the one the script rendered (not an older or hand-made file)
         assert sha256((IMAGES / file).read_bytes()) == entry["png_sha256"], f"{file} differs from its last render"
+
+
+@needs_renderer
+def test_a_two_layer_bidirectional_lstm_renders_and_fits():
+    # (with newrank=true, dot failed on this graph with "trouble in init_rank")
+    tg.manual_seed(0)
+    lstm = nn.LSTM(3, 4, num_layers=2, bidirectional=True)
+    out, _ = lstm(tg.randn(4, 2, 3))
+    loss = out.sum()
+    with tg.record_grads():
+        loss.backward(retain_graph=True)
+    g = viz.draw_graph(loss, model={"lstm": lstm}, show_grads=True)
+    w, h = svg_size(run_renderer(g.source, "svg").decode())
+    assert w <= MAX_PT and h <= MAX_PT, (w, h)
+    assert g.source.count("one step: 11 ops") == 15  # 4 loops of 4 steps, one step drawn inside

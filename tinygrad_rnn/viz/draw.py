@@ -17,7 +17,7 @@ import graphviz
 
 from ..backend import to_numpy
 from ..errors import fmt_shape
-from .graph import (Node, Trace, _saved_arrays, collapse_steps, fmt_bytes, fold_scopes, fold_steps,
+from .graph import (Node, Trace, _combine, _saved_arrays, collapse_steps, fmt_bytes, fold_scopes, fold_steps,
                     saved_bytes, trace)
 from .labels import math_label, output_names
 from .render import GraphDigraph, write
@@ -140,10 +140,10 @@ def _levels(tr: Trace, collapse: int | None, steps: Any, expand_loss: bool) -> T
         tr = collapse_steps(tr, collapse)
     if steps == "auto":
         n_ops = sum(1 for n in tr.nodes.values() if n.kind == "op" and n.step is not None)
-        steps = "all" if n_ops <= _AUTO_FULL_OPS else "last"
-    elif not (steps in ("all", "last", "none") or isinstance(steps, (int, list, tuple, range))):
+        steps = "all" if n_ops <= _AUTO_FULL_OPS else "final"
+    elif not (steps in ("all", "last", "final", "none") or isinstance(steps, (int, list, tuple, range))):
         raise ValueError(f"draw_graph: steps={steps!r} is not understood; use 'auto', 'all', "
-                         f"'last', 'none', a time step or a list of time steps")
+                         f"'last', 'final', 'none', a time step or a list of time steps")
     tr = fold_steps(tr, steps)
     return tr if expand_loss else fold_scopes(tr, "loss")
 
@@ -163,8 +163,9 @@ def draw_graph(*roots: Any, model: Any = None, names: Any = None, cluster: Any =
         cluster: "time" (one cluster per time step, `t = 3`), "module", "time+module" or None.
         steps: which time steps are drawn op by op; every other step is one box "t = k" whose
             edges still carry h_{t-1}, c_{t-1}, x_t in and h_t, c_t out. "auto" (default): all
-            steps when they hold at most 36 ops in all, else the last step of each loop; "all",
-            "last", "none", a step or a list of steps.
+            steps when they hold at most 36 ops in all, else "final"; "final": the last step
+            of the last loop (the top layer's last direction) only; "last": the last step of
+            every loop; "all", "none", a step or a list of steps.
         expand_loss: draw the ops inside cross_entropy / mse_loss (default: one box per loss).
         collapse: keep the first and last `collapse` steps, summarise the rest in one node.
         show_grads: after backward, annotate nodes with gradient norms and colour the edges by the
@@ -189,7 +190,7 @@ def draw_graph(*roots: Any, model: Any = None, names: Any = None, cluster: Any =
     max_vals = 6 if show_values is True else int(show_values or 0)
 
     g = GraphDigraph(name="tinygrad_rnn", format="svg")
-    g.attr(rankdir=rankdir, newrank="true", fontname="Helvetica", fontsize="12",
+    g.attr(rankdir=rankdir, fontname="Helvetica", fontsize="12",
            nodesep="0.2", ranksep="0.3", compound="true")
     g.attr("node", fontname="Helvetica", fontsize="10", height="0.3", margin="0.06,0.03")
     g.attr("edge", fontname="Helvetica", fontsize="10", arrowsize="0.6", color="#555555")
@@ -330,8 +331,9 @@ def _edges(g: graphviz.Digraph, tr: Trace, full: Trace, scale: "_Scale | None") 
         if "summary" in (tr.nodes[e.src].kind, tr.nodes[e.dst].kind):
             if e.count > 1:
                 label.append(f"x{e.count}")  # one edge per hidden step
-        elif e.src in groups or e.dst in groups:
-            name = _edge_name(src_node, e.out_index) if src_node is not None else None
+        elif (e.src in groups or e.dst in groups) and src_node is not None \
+                and src_node.step is not None:  # a state passed between steps: h_2, c_2
+            name = _edge_name(src_node, e.out_index)
             if name:
                 label.insert(0, name)
         elif e.src in multi:
@@ -348,11 +350,6 @@ def _edge_name(src: Node, out_index: int) -> str | None:
         names = output_names(src)
         return names[out_index] if out_index < len(names) else None
     return None
-
-
-def _combine(norms: list) -> float | None:
-    vals = [v for v in norms if v is not None]
-    return math.sqrt(sum(v * v for v in vals)) if vals else None
 
 
 _LEGEND_ROWS = {

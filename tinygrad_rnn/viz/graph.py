@@ -462,16 +462,20 @@ def collapse_steps(tr: Trace, k: int) -> Trace:
 def fold_steps(tr: Trace, show: Any = "last") -> Trace:
     """Draw each time step as one box, except the steps in `show`, which keep their ops.
 
-    show: "last" (the last step of each loop), "all", "none", a step or a list of steps. A
+    show: "last" (the last step of each loop), "final" (the last step of the last loop), "all",
+    "none", a step or a list of steps. A
     folded step is a node of kind "step" titled "t = 3" at the loop's cluster path; edges
     entering and leaving it still carry one tensor each (h_{t-1}, c_{t-1}, x_t in; h_t, c_t out)."""
     if show == "all":
         return tr
     groups: dict = {}
     j = 0
-    for key, steps in _loops(tr).items():
-        if show == "last":
+    loops = _loops(tr)
+    for key, steps in loops.items():
+        if show == "last" or (show == "final" and key == list(loops)[-1]):
             keep = {steps[-1]}
+        elif show == "final":
+            keep = set()
         elif show == "none" or show is None:
             keep = set()
         else:
