@@ -68,7 +68,14 @@ class Page:
     def js(self, expr: str):
         return self.page.evaluate(expr)
 
-    def close(self) -> None:
+    def step_all(self) -> list:
+        """Step through the whole backward; the node current after each step."""
+        return [self.js("explorer.step()")["current"] for _ in range(self.js("explorer.state().total"))]
+
+    def __enter__(self) -> "Page":
+        return self
+
+    def __exit__(self, *exc) -> None:
         self.page.close()
 
 
@@ -170,8 +177,7 @@ def test_page_is_one_self_contained_file(tmp_path):
 @needs_renderer
 def test_page_loads_without_console_errors_or_network(browser, tmp_path):
     ex, _, _ = lstm_case(T=5)
-    page = Page(browser, ex.save(tmp_path / "ex.html"))
-    try:
+    with Page(browser, ex.save(tmp_path / "ex.html")) as page:
         s = page.js("explorer.state()")
         assert s["total"] == len(ex.data["visits"]) and s["visit"] == 0
         assert page.js(EDGES_MATCH) == 0
@@ -189,26 +195,21 @@ def test_page_loads_without_console_errors_or_network(browser, tmp_path):
         page.page.click("#b-play")
         assert page.errors == []
         assert all(u.startswith("file:") or u.startswith("data:") for u in page.requests), page.requests
-    finally:
-        page.close()
 
 
 @needs_browser
 @needs_renderer
 def test_stepping_visits_nodes_in_the_engines_order(browser, tmp_path):
     ex, loss, _ = lstm_case(T=4)
-    page = Page(browser, ex.save(tmp_path / "ex.html"))
-    try:
-        total = page.js("explorer.state().total")
-        seen = [page.js("explorer.step()")["current"] for _ in range(total)]
+    with Page(browser, ex.save(tmp_path / "ex.html")) as page:
+        seen = page.step_all()
         assert seen == engine_order(loss)
+        total = len(seen)
         assert page.js("explorer.step()")["visit"] == total  # stays at the end
         back = page.js("explorer.back()")
         assert back["visit"] == total - 1 and back["current"] == seen[-2]
         assert page.js("explorer.goto(0)")["current"] is None
         assert page.errors == []
-    finally:
-        page.close()
 
 
 @needs_browser
@@ -216,8 +217,7 @@ def test_stepping_visits_nodes_in_the_engines_order(browser, tmp_path):
 def test_after_the_last_step_every_leaf_gradient_equals_grad(browser, tmp_path):
     ex, loss, models = lstm_case(T=4)
     params = {f"{m}.{k}": p for m, mod in models.items() for k, p in mod.named_parameters()}
-    page = Page(browser, ex.save(tmp_path / "ex.html"))
-    try:
+    with Page(browser, ex.save(tmp_path / "ex.html")) as page:
         leaves = page.js("explorer.goto(explorer.state().total)")["leaves"]
         assert {L["name"] for L in leaves.values()} == set(params)
         for L in leaves.values():
@@ -230,8 +230,6 @@ def test_after_the_last_step_every_leaf_gradient_equals_grad(browser, tmp_path):
         half = page.js(f"explorer.goto({engine_order(loss).index(ex.data['visits'][0]['node']) + 1})")
         assert all(L["terms"] == 0 for L in half["leaves"].values())
         assert page.errors == []
-    finally:
-        page.close()
 
 
 @needs_browser
@@ -240,8 +238,7 @@ def test_collapse_and_expand(browser, tmp_path):
     ex, _, _ = lstm_case(T=10, expanded=2)
     assert ex.data["collapsed"] == [2, 3, 4, 5, 6, 7]  # a long unroll opens with its ends expanded
     per_step = sum(1 for n in ex.data["nodes"] if n["step"] == 0)
-    page = Page(browser, ex.save(tmp_path / "ex.html"))
-    try:
+    with Page(browser, ex.save(tmp_path / "ex.html")) as page:
         s = page.js("explorer.state()")
         assert s["collapsed"] == [2, 3, 4, 5, 6, 7] and s["hiddenNodes"] == 6 * per_step
         width = page.js("document.querySelector('#graph svg').getBBox().width")
@@ -261,8 +258,6 @@ def test_collapse_and_expand(browser, tmp_path):
         page.js(f"explorer.goto({k + 1})")
         assert page.js("document.querySelectorAll('g.cluster.current').length") == 1
         assert node is not None and page.errors == []
-    finally:
-        page.close()
 
 
 @needs_browser
@@ -270,16 +265,11 @@ def test_collapse_and_expand(browser, tmp_path):
 def test_a_graph_too_large_opens_collapsed_and_says_so(browser, tmp_path):
     ex, loss, _ = lstm_case(T=12, max_ops=40, expanded=2)
     assert ex.data["note"] and "too many" in ex.data["note"]
-    page = Page(browser, ex.save(tmp_path / "ex.html"))
-    try:
+    with Page(browser, ex.save(tmp_path / "ex.html")) as page:
         assert "too many to lay out whole" in page.page.inner_text("#note")
         assert page.js(EDGES_MATCH) == 0
-        total = page.js("explorer.state().total")
-        seen = [page.js("explorer.step()")["current"] for _ in range(total)]
-        assert seen == engine_order(loss)
+        assert page.step_all() == engine_order(loss)
         assert page.errors == []
-    finally:
-        page.close()
 
 
 @needs_browser
@@ -301,13 +291,9 @@ def test_other_graphs_load_without_errors(browser, tmp_path, kind):
                 h = model(x[t], h)
                 loss = loss + (h * h).sum()
     ex = viz.explore(loss, model=model)
-    page = Page(browser, ex.save(tmp_path / "ex.html"))
-    try:
-        total = page.js("explorer.state().total")
-        assert [page.js("explorer.step()")["current"] for _ in range(total)] == engine_order(loss)
+    with Page(browser, ex.save(tmp_path / "ex.html")) as page:
+        assert page.step_all() == engine_order(loss)
         assert page.errors == []
-    finally:
-        page.close()
 
 
 # ---------------------------------------------------------------------------------- benchmark
@@ -332,10 +318,9 @@ def test_bench_lstm_50_steps_page_size_and_paint_time(browser, tmp_path):
     build = time.perf_counter() - t0
     times = []
     for _ in range(3):
-        page = Page(browser, path)
-        assert page.errors == []
-        times.append(page.paint_s)
-        page.close()
+        with Page(browser, path) as page:
+            assert page.errors == []
+            times.append(page.paint_s)
     size = path.stat().st_size
     print(f"\nexplorer LSTM T={T} B={B} H={H}: {len(ex.data['nodes'])} nodes, "
           f"{len(ex.data['visits'])} visits; page {size / 1e6:.2f} MB; built in {build:.2f} s; "
