@@ -14,7 +14,7 @@ terms that reach it, carried back through ops outside the time steps that only t
 graphviz-pure, found as viz.render finds them), as SVG embedded in the page; the edges that fan out
 from shared nodes (weights, x_t, the stack of outputs) into every step are drawn by the page, not
 laid out by Graphviz (laying them out costs minutes for a 50-step LSTM).
-Imports: graph, render and gradflow (this package), the core. The page's JS/CSS live in
+Imports: graph, labels and render (this package), the core. The page's JS/CSS live in
 explorer_template.html next to this file.
 """
 from __future__ import annotations
@@ -55,8 +55,9 @@ class recording:
     line of your code that created it and the value it computed, for viz.explore to show.
 
     It watches returns from Function.__call__ with a profile function (sys.setprofile), so the
-    engine's hot path is untouched when not recording; inside, the forward runs a few times
-    slower. A profiler already installed is restored on exit."""
+    engine's hot path is untouched when not recording; inside, the forward runs about 4-5 times
+    slower (a 50-step LSTM: 3 ms -> 14 ms). It watches the current thread only; a profiler already
+    installed is replaced while recording and restored on exit."""
 
     def __enter__(self) -> "recording":
         self._prev = sys.getprofile()
