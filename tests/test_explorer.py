@@ -33,7 +33,7 @@ needs_browser = pytest.mark.skipif(
     reason="browser tests need Debian's chromium (apt-get install chromium) and the playwright pip "
            "package (pip install playwright); CI installs both")
 ARGS = ["--headless", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]  # small /dev/shm in CI containers
 
 
 @pytest.fixture(scope="module")
