@@ -67,7 +67,8 @@ def test_six_step_lstm_with_cross_entropy_fits_the_page(options):
 def committed_pictures() -> list:
     refs = set()
     for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
-        refs |= {(doc.parent / m).resolve() for m in re.findall(r"\(([^)\s]+\.(?:png|svg))\)", doc.read_text())}
+        found = re.findall(r"\(([^)\s]+\.(?:png|svg))\)", doc.read_text())
+        refs |= {(doc.parent / m).resolve() for m in found}
     return sorted(refs | set(IMAGES.glob("*.png")) | set(IMAGES.glob("*.svg")))
 
 
@@ -110,7 +111,8 @@ def test_committed_graph_pictures_are_what_their_scripts_draw():
             f"docs/images/{name}.png is stale: {entry['script']} now draws something else; rerun it")
     for file, entry in manifest.items():
         # the committed picture is the one the script rendered (not an older or hand-made file)
-        assert sha256((IMAGES / file).read_bytes()) == entry["png_sha256"], f"{file} differs from its last render"
+        assert sha256((IMAGES / file).read_bytes()) == entry["png_sha256"], \
+            f"{file} differs from its last render"
 
 
 @needs_renderer

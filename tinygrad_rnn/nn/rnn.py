@@ -49,8 +49,9 @@ class _Recurrence:
         """p: weight_ih, weight_hh, bias_ih, bias_hh (or None) and the extras, by base name.
         Returns (W_ih^T, bias of the input projection, constants for step)."""
         b_ih, b_hh = p["bias_ih"], p["bias_hh"]
-        return p["weight_ih"].T.named("W_ih^T"), (b_ih + b_hh).named("b") if b_ih is not None else None, \
-            (p["weight_hh"].T.named("W_hh^T"),)
+        w_ih_t = p["weight_ih"].T.named("W_ih^T")
+        bias = (b_ih + b_hh).named("b") if b_ih is not None else None
+        return w_ih_t, bias, (p["weight_hh"].T.named("W_hh^T"),)
 
     def inputs(self, gi: Tensor, k: tuple) -> Any:
         """What `step` takes from the input projection gi (..., G*H): by default gi itself. Runs
@@ -122,7 +123,8 @@ class _GRU(_Recurrence):
             if b_ih is None:
                 return p["weight_ih"].T.named("W_ih^T"), None, (w_hh_t, None, hidden)
             b_hrz, b_hn = b_hh.split([2 * hidden, hidden], 0)
-            return p["weight_ih"].T.named("W_ih^T"), b_ih + ops.cat([b_hrz, creation.zeros_like(b_hn)]), (w_hh_t, b_hn, hidden)
+            w_ih_t = p["weight_ih"].T.named("W_ih^T")
+            return w_ih_t, b_ih + ops.cat([b_hrz, creation.zeros_like(b_hn)]), (w_hh_t, b_hn, hidden)
         w_ih_t, bias, (w_hh_t,) = super().prepare(p)
         hidden = w_hh_t.shape[0]
         return w_ih_t, bias, tuple(w_hh_t.split([2 * hidden, hidden], 1))  # W_h{r,z}^T, W_hn^T
