@@ -57,25 +57,27 @@ def scalar_graph(device: str) -> dict:
 
 
 def unrolled_graph(device: str) -> dict:
-    """A hand-written 3-step tanh RNN: W_hh is ONE leaf used by every step."""
+    """A hand-written 3-step tanh RNN in the docs' notation (docs/notation.md): W_hh is ONE leaf,
+    transposed once, with an edge into every step."""
     tg.manual_seed(0)
     D, H, T = 2, 3, 3
-    W_xh = (tg.randn(D, H, device=device) * 0.5).detach().requires_grad_()
+    W_ih = (tg.randn(H, D, device=device) * 0.5).detach().requires_grad_()
     W_hh = (tg.randn(H, H, device=device) * 0.5).detach().requires_grad_()
     b = tg.zeros(H, device=device, requires_grad=True)
     xs = tg.randn(T, 1, D, device=device).unbind(0)
+    W_ih_T, W_hh_T = W_ih.T.named("W_ih^T"), W_hh.T.named("W_hh^T")  # once, as nn.RNN does
     h = tg.zeros(1, H, device=device)
     for t, x_t in enumerate(xs):
         with viz.time_step(t):
-            a = (x_t @ W_xh).named("x_t W_xh") + (h @ W_hh).named("h_{t-1} W_hh") + b
+            a = ((x_t @ W_ih_T).named("x_t W_ih^T") + (h @ W_hh_T).named("h_{t-1} W_hh^T") + b).named("a_t")
             h = a.tanh().named("h_t")
     loss = h.sum()
     with viz.record_grads():
         loss.backward(retain_graph=True)  # saved arrays kept: the drawing sees h_0 is zero
     return {"tutorial_unrolled": viz.draw_graph(
-        loss, names={W_xh: "W_xh", W_hh: "W_hh", b: "b"}, show_grads=True, backward_order=True,
+        loss, names={W_ih: "W_ih", W_hh: "W_hh", b: "b"}, show_grads=True, backward_order=True,
         grad_range=make_figures.GRAD_RANGE,
-        title="h_t = tanh(x_t W_xh + h_{t-1} W_hh + b) over 3 steps, loss = sum(h_2): "
+        title="h_t = tanh(x_t W_ih^T + h_{t-1} W_hh^T + b) over 3 steps, loss = sum(h_2): "
               "W_hh is one node with an edge into every step")}
 
 

@@ -15,6 +15,7 @@ from .labels import math_label
 from .render import GraphDigraph, RenderError, find_renderer
 from .draw import draw_graph, render
 from .gradflow import GradientFlow, StepGrads, gradient_flow, grad_by_step, plot_gradient_flow
+from .explore import Explorer, explore, recording
 
 
 def time_step(t: int) -> scope:
@@ -27,4 +28,5 @@ __all__ = [
     "draw_graph", "render", "time_step", "record_grads", "trace", "collapse_steps", "saved_bytes",
     "Trace", "Node", "Edge", "math_label", "GraphDigraph", "RenderError", "find_renderer",
     "gradient_flow", "grad_by_step", "GradientFlow", "StepGrads", "plot_gradient_flow",
+    "explore", "recording", "Explorer",
 ]

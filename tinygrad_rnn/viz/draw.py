@@ -174,7 +174,7 @@ def draw_graph(*roots: Any, model: Any = None, names: Any = None, cluster: Any =
             one to drawings that are meant to be compared (default: fitted to this graph).
         backward_order: number the ops #k in the order the engine's backward visited them (it
             runs the op with the highest generation first, so an op that depends only on inputs,
-            such as a per-step x_t @ W_xh, comes after the recurrence it feeds).
+            such as a per-step x_t @ W_ih^T, comes after the recurrence it feeds).
         show_memory: label each time-step cluster with the bytes its ops saved for backward.
         show_saved: list the shapes each op holds for backward. show_values: print the values of
             tensors with at most this many elements (True means 6).
@@ -356,7 +356,7 @@ _LEGEND_ROWS = {
     "order": "#k  the order in which the engine's backward visited the ops (#0 first). It runs "
              "the op farthest from the inputs (highest generation) first: along the recurrence "
              "the last step comes first, while an op fed only by inputs and weights (a per-step "
-             "x_t W_xh) comes late",
+             "x_t W_ih^T) comes late",
     "step": "box t = k  one time step drawn folded (draw_graph(steps=...) expands it); its edges "
             "carry h_(t-1) (and c_(t-1)) in, h_t (and c_t) out",
     "loss": "loss box  the ops of a loss function (draw_graph(expand_loss=True) shows them)",
