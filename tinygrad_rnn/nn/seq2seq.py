@@ -371,12 +371,15 @@ class Seq2Seq(Module):
                 # greedy); CuPy's argsort is always stable and older versions reject `kind`
                 stable = {"kind": "stable"} if xp is backend.np else {}
                 every = 1 if xp is backend.np else every  # on the CPU the test is free
+                finished = xp.full(self.tgt_vocab_size, -math.inf)
+                finished[self.eos_idx] = 0.0
                 for step in range(max_len):
                     logp, state, alpha = self._log_probs(tokens, state, enc)
-                    logp = logp.astype(xp.float64)
-                    logp[done] = -math.inf
-                    logp[done, self.eos_idx] = 0.0
                     vocab = logp.shape[1]
+                    # a finished hypothesis continues only with eos, at no cost. A where, not
+                    # logp[done] = ...: CuPy's boolean-mask indexing reads the mask's count back to
+                    # the host (a sync per step that the CuPy stand-in does not count)
+                    logp = xp.where(done[:, None], finished, logp.astype(xp.float64))
                     cand = (scores.reshape(-1, 1) + logp).reshape(batch, k * vocab)
                     best = xp.argsort(-cand, axis=1, **stable)[:, :k]             # (B, k)
                     scores = xp.take_along_axis(cand, best, 1)
