@@ -148,10 +148,17 @@ class Attention(Module):
                              f"{fmt_shape(keys.shape)}; expected (B, T_x) = {fmt_shape((batch, steps))}")
         m = backend.to_device(m, keys.device)
         empty = ~m.any(axis=1)
-        if bool(empty.any()):
+
+        def error(later: str = "") -> ValueError:
             b = int(backend.to_numpy(empty).nonzero()[0][0])
-            raise ValueError(f"{name}: mask[{b}] is all False: sequence {b} has no encoder step to "
-                             f"attend to (its weights would be 0/0)")
+            return ValueError(f"{name}: mask[{b}] is all False: sequence {b} has no encoder step to "
+                              f"attend to (its weights would be 0/0){later}")
+        if backend.is_cpu_array(m):
+            if empty.any():
+                raise error()
+        else:  # a decoder calls this every step: check on the device, read it at the next sync
+            backend.check_later(empty.any(), lambda: error(" (found at the next sync point: a mask "
+                                                           "on a GPU is checked without a host sync)"))
         return m
 
     # ------------------------------------------------------------------------------- forward
@@ -171,12 +178,12 @@ class Attention(Module):
         q = query.unsqueeze(1) if single else query
         m = self._mask(mask, lengths, keys)
         proj = self.project_keys(keys) if projected_keys is None else projected_keys
-        e = self.score(q, proj)                                    # (B, T_q, T_x)
+        e = self.score(q, proj).named("e_ij")                      # (B, T_q, T_x)
         if m is not None:
             # exp(-inf - max) is exactly 0: masked steps get weight 0 and no gradient
             e = ops.where(m[:, None, :], e, -math.inf)
-        alpha = F.softmax(e, -1)
-        context = alpha @ (keys if values is None else values)     # c_i = sum_j alpha_ij v_j
+        alpha = F.softmax(e, -1).named("alpha_ij")
+        context = (alpha @ (keys if values is None else values)).named("c_i")  # sum_j alpha_ij v_j
         if single:
             context, alpha = context.squeeze(1), alpha.squeeze(1)
         if unbatched:

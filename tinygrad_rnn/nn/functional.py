@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import backend
+from .. import autograd, backend
 from ..errors import DTypeError, ShapeError, fmt_shape
 from ..ops import log_softmax, logsumexp, softmax  # also Tensor methods: one table, in ops._bind
 from ..tensor import Tensor
@@ -75,7 +75,8 @@ def cross_entropy(input: Tensor, target: Any, ignore_index: int = -100, reductio
     """cross_entropy(logits, target) = nll_loss(log_softmax(logits, dim=1), target); logits (N, C)
     or (N, C, d...), target integer class indices (N,) or (N, d...)."""
     dim = 1 if input.ndim > 1 else 0
-    return nll_loss(log_softmax(input, dim), target, ignore_index, reduction)
+    with autograd.scope("loss", "cross_entropy"):  # drawings fold a loss's ops into one box
+        return nll_loss(log_softmax(input, dim), target, ignore_index, reduction)
 
 
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
@@ -85,8 +86,9 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
         raise ShapeError(f"mse_loss: input shape {fmt_shape(input.shape)} and target shape "
                          f"{fmt_shape(target.shape)} differ; reshape one (e.g. target.reshape"
                          f"{fmt_shape(input.shape)}) so they match exactly")
-    d = input - target
-    return _reduce(d * d, reduction, "mse_loss")
+    with autograd.scope("loss", "mse_loss"):  # drawings fold a loss's ops into one box
+        d = input - target
+        return _reduce(d * d, reduction, "mse_loss")
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
