@@ -186,7 +186,8 @@ class Run:
             "timings": {k: round(v, 2) for k, v in timings.items()},
             "metrics": _jsonable(metrics),
             "files": [str(p) for p in [*self.files, path]],
-            "machine": {**machine_facts(self.args.device), "load_start": self.load_start, "load_end": _load()},
+            "machine": {**machine_facts(self.args.device), "load_start": self.load_start,
+                        "load_end": _load()},
             "args": _jsonable({k: v for k, v in vars(self.args).items() if k != "argv"}),
         }
         path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
