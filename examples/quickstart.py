@@ -113,7 +113,7 @@ def draw_graphs(model: Recall, delay: int, out: Path, device: str, written: list
     logits = model(tokens)
     loss = F.cross_entropy(logits[-1], targets[-1])  # the loss of the last step
     fwd = viz.draw_graph(loss, model=model,
-                         title=f"forward: the LSTM unrolled over {steps} steps (one cluster per step; "
+                         title=f"forward: the LSTM unrolled over {steps} steps (the last drawn in full, the others folded; "
                                f"yellow = shared weights)")
     render_graph(fwd, out / f"{prefix}forward.{fmt}", written)
     with viz.record_grads():                         # store each op's gradient norm for the drawing
