@@ -11,15 +11,16 @@ graph has no reference cycles and reference counting frees it as soon as the use
 """
 from __future__ import annotations
 
+import contextvars
 import gc
 import heapq
-import itertools
+import threading
 import traceback
 from typing import Any, Callable, Iterable, Sequence
 
 from . import backend
 from .errors import AnomalyError, GradError, GraphFreedError, ShapeError, fmt_shape
-from .tensor import Tensor
+from .tensor import Tensor, write_clock
 
 _np = backend.np  # NumPy, named here only for the CPU fast paths (type checks, errstate)
 _ndarray = backend.ndarray
@@ -27,32 +28,67 @@ _make = Tensor._make
 _as_array = backend.as_array
 _array_module = backend.array_module
 
-# ------------------------------------------------------------------------------------ global state
-_grad_enabled = True
-_tags: tuple = ()            # ((kind, value), ...) pushed by scope(); recorded on every new Function
+# ------------------------------------------------------------------------------------ engine state
+# Grad mode, tags, anomaly checks, gradient recording, observers and the backward mode are per
+# thread (and per asyncio task), as PyTorch's grad mode is per thread: a no_grad() in one thread
+# never changes what another thread records. They live in one immutable `_State` held by a
+# ContextVar: every op reads it once (ContextVar.get is about 4x cheaper than a threading.local
+# attribute), and a mode change installs a new record, so no thread ever sees another's change.
+class _State:
+    """One thread's engine state. Never mutated: `replace` makes the changed copy."""
+
+    __slots__ = ("grad_enabled", "tags", "record", "anomaly", "observers", "fast")
+
+    def __init__(self, grad_enabled: bool = True, tags: tuple = (), record: bool = False,
+                 anomaly: bool = False, observers: tuple = (), fast: bool = False) -> None:
+        self.grad_enabled = grad_enabled  # record a graph (no_grad / enable_grad / set_grad_enabled)
+        self.tags = tags                  # ((kind, value), ...) pushed by scope(), put on new Functions
+        self.record = record              # record_grads(): backward stores gradient norms (viz)
+        self.anomaly = anomaly            # detect_anomaly(): check outputs and gradients
+        self.observers = observers        # observe_backward(): callbacks run in backward
+        self.fast = fast                  # inside a plain backward: gradient values are arrays
+
+    def replace(self, **changes: Any) -> "_State":
+        new = object.__new__(_State)
+        for k in _State.__slots__:
+            setattr(new, k, changes[k] if k in changes else getattr(self, k))
+        return new
+
+
+_STATE: contextvars.ContextVar = contextvars.ContextVar("tinygrad_rnn_engine", default=_State())
+_state = _STATE.get          # the calling thread's state (hot path: one call per op)
+_set_state = _STATE.set
 _META: dict = {}             # interned out_meta records, see Function.__call__
-_counter = itertools.count()  # creation index: stable node ids for drawings, tie-break in the heap
-_record_grads = False        # when True, backward stores gradient norms on each Function (viz)
-_anomaly = False             # detect_anomaly(): check every output/gradient for NaN/Inf
-_observers: tuple = ()       # observe_backward(): callbacks run after each Function's backward
+_counter = write_clock       # creation index: stable node ids for drawings, tie-break in the heap;
+#                              the same clock stamps in-place writes (Tensor._bump_version)
+
+
+class _Override:
+    """Base of the context managers that change one field of the calling thread's state and put
+    back, on exit, that field's previous value (only that field: a plain set_grad_enabled() call
+    inside a scope() block survives the scope's exit, as in PyTorch)."""
+    field = ""
+
+    def _push(self, value: Any) -> None:
+        st = _state()
+        self._prev = getattr(st, self.field)
+        _set_state(st.replace(**{self.field: value}))
+
+    def __exit__(self, *exc: Any) -> None:
+        _set_state(_state().replace(**{self.field: self._prev}))
 
 
 def is_grad_enabled() -> bool:
-    return _grad_enabled
+    return _state().grad_enabled
 
 
-class _GradMode:
-    """Base of no_grad / enable_grad: a context manager and a decorator."""
+class _GradMode(_Override):
+    """Base of no_grad / enable_grad / set_grad_enabled: a context manager and a decorator."""
+    field = "grad_enabled"
     mode = True
 
     def __enter__(self) -> None:
-        global _grad_enabled
-        self._prev = _grad_enabled
-        _grad_enabled = self.mode
-
-    def __exit__(self, *exc: Any) -> None:
-        global _grad_enabled
-        _grad_enabled = self._prev
+        self._push(self.mode)
 
     def __call__(self, func: Callable) -> Callable:
         import functools
@@ -67,7 +103,8 @@ class _GradMode:
 
 
 class no_grad(_GradMode):
-    """Ops run inside record no graph (inference, optimizer updates). Also a decorator."""
+    """Ops run inside record no graph (inference, optimizer updates). Also a decorator.
+    Per thread: other threads keep recording."""
     mode = False
 
 
@@ -77,103 +114,115 @@ class enable_grad(_GradMode):
 
 
 class set_grad_enabled(_GradMode):
+    """Set grad mode for the calling thread. As in PyTorch it takes effect when called, so a plain
+    `set_grad_enabled(False)` switches recording off until `set_grad_enabled(True)`; used with
+    `with`, the previous mode comes back on exit; used as a decorator, it applies to each call."""
+
     def __init__(self, mode: bool) -> None:
         self.mode = bool(mode)
+        self._push(self.mode)
+
+    def __enter__(self) -> None:
+        pass  # already set by __init__
+
+    def __call__(self, func: Callable) -> Callable:
+        self.__exit__()  # decorating is not a mode change: undo __init__'s
+        return super().__call__(func)
 
 
-class scope:
+class scope(_Override):
     """Tag every op created inside with (kind, value), e.g. scope("step", 3) or scope("module", "lstm").
 
     Tags are what viz uses to cluster a graph by time step or module, and what detect_anomaly prints.
+    Per thread: ops created by other threads are not tagged.
     """
+    field = "tags"
 
     def __init__(self, kind: str, value: Any) -> None:
         self.tag = (kind, value)
 
     def __enter__(self) -> "scope":
-        global _tags
-        self._prev = _tags
-        _tags = _tags + (self.tag,)
+        self._push(_state().tags + (self.tag,))
         return self
-
-    def __exit__(self, *exc: Any) -> None:
-        global _tags
-        _tags = self._prev
 
 
 def current_tags() -> tuple:
-    return _tags
+    return _state().tags
+
+
+_gc_lock = threading.Lock()
+_gc_depth = 0                # threads inside gc_paused (or a backward) right now
+_gc_was_enabled = False
 
 
 class gc_paused:
     """Pause Python's cyclic garbage collector inside (e.g. around an RNN's time loop). The graph
     has no reference cycles (reference counting frees it), but it is a large number of new
-    objects, and each automatic collection pass would walk all of them again."""
+    objects, and each automatic collection pass would walk all of them again. The collector is
+    process-wide: it is switched back on when the last thread leaves its paused region."""
 
     def __enter__(self) -> None:
-        self._was = gc.isenabled()
-        gc.disable()
+        global _gc_depth, _gc_was_enabled
+        with _gc_lock:
+            if _gc_depth == 0:
+                _gc_was_enabled = gc.isenabled()
+                gc.disable()
+            _gc_depth += 1
 
     def __exit__(self, *exc: Any) -> None:
-        if self._was:
-            gc.enable()
+        global _gc_depth
+        with _gc_lock:
+            _gc_depth -= 1
+            if _gc_depth == 0 and _gc_was_enabled:
+                gc.enable()
 
 
-class record_grads:
+class record_grads(_Override):
     """Inside this context, backward stores on each Function the norms of the gradients it
     received (`grad_out_norms`) and sent to each input (`grad_in_norms`), for drawings."""
+    field = "record"
 
     def __enter__(self) -> None:
-        global _record_grads
-        self._prev = _record_grads
-        _record_grads = True
-
-    def __exit__(self, *exc: Any) -> None:
-        global _record_grads
-        _record_grads = self._prev
+        self._push(True)
 
 
-class detect_anomaly:
-    """Check every op's output in forward and every gradient in backward for NaN/Inf; the first
-    one found raises AnomalyError naming the op, its tags (module, step) and the user line that
-    created it. Off by default: when off it costs one flag test per op."""
+class detect_anomaly(_Override):
+    """Check every op's output in forward for NaN and every gradient in backward for NaN and Inf;
+    the first one found raises AnomalyError naming the op, its tags (module, step), the user line
+    that created it, or the input that carried the NaN in. Inf in a forward value is legitimate
+    (the library masks attention scores with -inf) and is not reported. Off by default: when off
+    it costs one flag test per op."""
+    field = "anomaly"
 
     def __enter__(self) -> None:
-        global _anomaly
-        self._prev = _anomaly
-        _anomaly = True
+        self._push(True)
         # AnomalyError reports each NaN/Inf with the op, tags and user line; NumPy's context-free
         # RuntimeWarning (an error under -W error) would otherwise preempt that report.
         self._errstate = _np.errstate(all="ignore")
         self._errstate.__enter__()
 
     def __exit__(self, *exc: Any) -> None:
-        global _anomaly
-        _anomaly = self._prev
+        super().__exit__(*exc)
         self._errstate.__exit__(*exc)
 
 
-class observe_backward:
+class observe_backward(_Override):
     """Inside this context, every backward calls `callback(fn, grads_out, grads_in)` right after
     each Function's backward, in the engine's visit order (`fn.visit`). `grads_out` holds the
     gradient of each of fn's outputs (None where none arrived), `grads_in` the gradient fn sends
     along each edge of `fn.next` (None where no gradient flows), already reduced to that input's
     shape and dtype. Values are arrays (Tensors under create_graph); a callback must not modify
     them, and must copy what it keeps (the engine later sums further terms into some in place). This is the public way for tools (viz.grad_by_step, the BPTT explorer) to watch the
-    backward sweep; it costs one test per Function when no observer is active."""
+    backward sweep; it costs one test per Function when no observer is active. Per thread: only
+    backward passes run by the thread that entered the context call the callback."""
+    field = "observers"
 
     def __init__(self, callback: Callable[["Function", tuple, tuple], None]) -> None:
         self.callback = callback
 
     def __enter__(self) -> "observe_backward":
-        global _observers
-        self._prev = _observers
-        _observers = _observers + (self.callback,)
+        self._push(_state().observers + (self.callback,))
         return self
-
-    def __exit__(self, *exc: Any) -> None:
-        global _observers
-        _observers = self._prev
 
 
 def _user_frame() -> str:
@@ -259,37 +308,46 @@ class Function:
         y = self.saved_out
         if y.__class__ is tuple:
             y = y[i]
-        if _fast:
+        st = _state()
+        if st.fast:
             return y
-        t = _make(y, _grad_enabled)
-        if _grad_enabled:
+        t = _make(y, st.grad_enabled)
+        if st.grad_enabled:
             t.creator, t.out_index = self, i
         return t
 
     def saved_values(self) -> tuple:
         """The inputs listed in `save_inputs`: arrays in a plain backward, else Tensors."""
         s = self.saved
-        if _fast:
+        if _state().fast:
             return (s[0].data, s[1].data) if len(s) == 2 else tuple([t.data for t in s])
         return s
 
     def const(self, a: Any) -> Any:
         """A non-differentiable array (mask, weights) usable in a backward formula."""
-        return a if _fast else _make(a, False)
+        return a if _state().fast else _make(a, False)
 
     def call(self, op: "Function", *args: Any) -> Any:
         """Apply another op inside a backward formula: straight to its forward on arrays in a
         plain backward, as a recorded op under create_graph."""
-        if _fast:
+        if _state().fast:
             op.xp = self.xp
             y = op.forward(*args)
             return y if y.__class__ is _ndarray or y.__class__ is tuple else _as_array(y, self.xp)
         return op(*args)
 
-    @property
-    def needs(self) -> tuple:
-        """needs[i]: does input i need a gradient? Backward may skip work where it does not."""
-        return tuple(p is not None for p in self.next)
+    def weight_grad(self, a: Any, gy: Any) -> Any:
+        """The gradient of a 2-D weight W in `a @ W` (a of shape (..., k), gy of shape (..., m)):
+        the sum over every leading index of a^T gy, shape (k, m). In a plain backward it is an
+        OuterSum: a weight shared by T time steps gets its T terms folded in a few large matmuls
+        by the engine. Under create_graph it is the recorded product (the engine reduces a
+        batched one to W's shape)."""
+        if _state().fast:
+            k = a.shape[-1]
+            if a.ndim != 2:
+                a, gy = a.reshape(-1, k), gy.reshape(-1, gy.shape[-1])
+            return OuterSum(a, gy)
+        return a.swapaxes(-1, -2) @ gy
 
     def __call__(self, *inputs: Any) -> Any:
         # Hot path: every op of every time step goes through here, so it is written for speed
@@ -316,9 +374,10 @@ class Function:
             return self._finish_multi(inputs, xs, y)
         if y.__class__ is not _ndarray:
             y = _as_array(y, _np)  # NumPy reductions return scalars; CuPy arrays pass unchanged
-        if _anomaly:
-            self._anomaly_forward(xs, (y,))
-        if not _grad_enabled:
+        st = _state()
+        if st.anomaly:
+            self._anomaly_forward(inputs, xs, (y,))
+        if not st.grad_enabled:
             return _make(y, False)
         nxt = []
         gen = -1
@@ -338,7 +397,7 @@ class Function:
             return _make(y, False)
         self.next = tuple(nxt)
         self.generation = gen
-        self.tags = _tags
+        self.tags = st.tags
         self.index = next(_counter)
         self.post = None
         self.visit = -1
@@ -361,9 +420,10 @@ class Function:
     def _finish_multi(self, inputs: Sequence[Tensor], xs: list, ys: tuple) -> tuple:
         """The rest of __call__ for ops with several outputs (split, unbind)."""
         ys = tuple([_as_array(y, _np) for y in ys])
-        if _anomaly:
-            self._anomaly_forward(xs, ys)
-        requires = _grad_enabled and any(t.requires_grad for t in inputs)
+        st = _state()
+        if st.anomaly:
+            self._anomaly_forward(inputs, xs, ys)
+        requires = st.grad_enabled and any(t.requires_grad for t in inputs)
         if not requires:
             return tuple([_make(y, False) for y in ys])
         nxt = []
@@ -377,7 +437,7 @@ class Function:
                 nxt.append((t, 0) if t.requires_grad else None)
         self.next = tuple(nxt)
         self.generation = gen
-        self.tags = _tags
+        self.tags = st.tags
         self.index = next(_counter)
         self.post = None
         self.visit = -1
@@ -395,9 +455,9 @@ class Function:
             outs.append(o)
         return tuple(outs)
 
-    def _anomaly_forward(self, xs: list, ys: tuple) -> None:
+    def _anomaly_forward(self, inputs: Sequence[Tensor], xs: list, ys: tuple) -> None:
         self.created_at = _user_frame()
-        self.tags = _tags
+        self.tags = _state().tags
         _check_finite(self, ys, "forward", xs)
 
     def __repr__(self) -> str:
@@ -473,13 +533,22 @@ def _check_same_device(op: str, a: Tensor, b: Tensor) -> None:
 # ------------------------------------------------------------------------------------------- backward
 # Gradients flow through the engine as "values": raw arrays in a plain backward (fast: the same
 # backward formulas run on arrays, with no Tensor wrapping and with in-place updates of fresh
-# temporaries), Tensors under create_graph=True (so the backward pass is itself recorded).
-_fast = False
+# temporaries), Tensors under create_graph=True (so the backward pass is itself recorded). The
+# mode is `_State.fast` of the thread running the backward; ops see it only through the helpers.
+def sum_to_array(x: Any, shape: tuple) -> Any:
+    """Sum a broadcast array back down to `shape` (the adjoint of broadcast_to), on arrays: the
+    engine's broadcast reduction in a plain backward and the forward of ops' `sum_to`."""
+    lead = x.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape)
+                                      if s == 1 and x.shape[lead + i] != 1)
+    y = x.sum(axis=axes, keepdims=True) if axes else x
+    return y.reshape(shape) if lead else y
 
 
 def _sum_to(g: Any, shape: tuple) -> Any:
-    """Reduce a broadcast gradient back to an input's shape; replaced by ops at import."""
-    raise NotImplementedError("tinygrad_rnn.ops was not imported")
+    """The engine's broadcast reduction of a gradient value: on arrays, or, under create_graph,
+    the recorded `sum_to` op (Tensor.sum_to, bound by ops like every Tensor method)."""
+    return g.sum_to(shape) if isinstance(g, Tensor) else sum_to_array(g, shape)
 
 
 class OuterSum:
@@ -531,7 +600,8 @@ def _real(v: Any) -> Any:
     return v.value() if v.__class__ is OuterSum else v
 
 
-def _accumulate(table: dict, key: Any, slot: int, n: int, g: Any, owned: set, fresh: bool = False) -> None:
+def _accumulate(table: dict, key: Any, slot: int, n: int, g: Any, owned: set, fast: bool,
+                fresh: bool = False) -> None:
     """Sum a gradient value into table[key][slot]. An array the engine allocated itself is summed
     into in place (weights shared over T steps receive T terms); other arrays are never mutated:
     a backward may hand the same array to several inputs (add)."""
@@ -545,7 +615,7 @@ def _accumulate(table: dict, key: Any, slot: int, n: int, g: Any, owned: set, fr
         if fresh:
             owned.add((key, slot))
         return
-    if not _fast:  # create_graph: the sum must be part of the graph
+    if not fast:  # create_graph: the sum must be part of the graph
         entry[slot] = old + g
         return
     if old.__class__ is OuterSum:
@@ -569,8 +639,8 @@ def _wrap(v: Any) -> Tensor:
     return v if isinstance(v, Tensor) else _make(_real(v), False)
 
 
-def _unwrap(t: Any) -> Any:
-    return t.data if _fast and isinstance(t, Tensor) else t
+def _unwrap(t: Any, fast: bool) -> Any:
+    return t.data if fast and isinstance(t, Tensor) else t
 
 
 def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph: bool,
@@ -581,7 +651,6 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
 
     Functions run in decreasing generation order (a heap; a Function's generation exceeds its
     inputs' creators'), so each runs once, after every consumer has sent its gradient."""
-    global _grad_enabled, _fast
     heap: list = []
     pending: dict = {}           # Function -> [gradient value per output]
     owned: set = set()           # (node or id(leaf), slot) whose array nobody else references
@@ -597,26 +666,28 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
                                 f"requires_grad=True (or results computed from them) have gradients")
             want[(id(t.creator), t.out_index) if t.creator is not None else id(t)] = pos
 
-    prev_mode, prev_fast = _grad_enabled, _fast
-    _grad_enabled, _fast = create_graph, not create_graph
+    # This thread only: grad mode on under create_graph (the sweep is recorded), off otherwise.
+    st = _state()
+    fast = not create_graph
+    _set_state(st.replace(grad_enabled=create_graph, fast=fast))
     for root, g in zip(roots, grads):
-        g = _unwrap(g)
+        g = _unwrap(g, fast)
         if root.creator is None:
             if root.requires_grad:
                 leaves[id(root)] = root
-                _accumulate(leaf_grads, id(root), 0, 1, g, owned)
+                _accumulate(leaf_grads, id(root), 0, 1, g, owned, fast)
             continue
         fn = root.creator
         if fn not in pending:
             heapq.heappush(heap, (-fn.generation, -fn.index, fn))
-        _accumulate(pending, fn, root.out_index, len(fn.out_meta), g, owned)
+        _accumulate(pending, fn, root.out_index, len(fn.out_meta), g, owned, fast)
 
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # the graph has no cycles; a collection pass over 1e5 live nodes is pure cost
+    paused = gc_paused()  # the graph has no cycles; a collection pass over 1e5 live nodes is pure cost
+    paused.__enter__()
     visit = 0
-    record = _record_grads
-    observers = _observers
-    fast = _fast
+    record = st.record
+    observers = st.observers
+    anomaly = st.anomaly
     push, pop = heapq.heappush, heapq.heappop
     try:
         while heap:
@@ -634,7 +705,7 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
             if fn in lazy:
                 gys = [_real(g) for g in gys]
             if fn.post is not None:
-                gys = _run_post(fn, gys)
+                gys = _run_post(fn, gys, fast)
             if want:
                 for i, g in enumerate(gys):
                     pos = want.get((id(fn), i))
@@ -644,8 +715,9 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
             if gxs.__class__ is not tuple:
                 gxs = (gxs,)
             fresh = fast and fn.fresh_grads
-            if _anomaly:
-                _check_finite(fn, [_unwrap(_real(g)) for g in gxs], "backward", [_unwrap(g) for g in gys])
+            if anomaly:
+                _check_finite(fn, [_unwrap(_real(g), fast) for g in gxs], "backward",
+                              [_unwrap(g, fast) for g in gys])
             if record:
                 fn.grad_out_norms = tuple(_norm(g) for g in gys)
                 fn.grad_in_norms = tuple(_norm(g) if p is not None else None for p, g in zip(fn.next, gxs))
@@ -674,7 +746,7 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
                     sent[i - 1] = gx = _real(gx)
                 if leaf:
                     leaves[id(node)] = node
-                    _accumulate(leaf_grads, id(node), 0, 1, gx, owned, fresh)
+                    _accumulate(leaf_grads, id(node), 0, 1, gx, owned, fast, fresh)
                     continue
                 entry = pending.get(node)
                 if entry is None:  # first gradient for this node: schedule it
@@ -685,7 +757,7 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
                     if fresh:
                         owned.add((node, idx))
                 else:
-                    _accumulate(pending, node, idx, 0, gx, owned)
+                    _accumulate(pending, node, idx, 0, gx, owned, fast)
             if sent is not None:
                 outs = tuple(None if g is None else _real(g) for g in gys)
                 for cb in observers:
@@ -699,7 +771,7 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
                 for hook in leaf._hooks:
                     r = hook(_wrap(g))
                     if r is not None:
-                        g = _unwrap(r)
+                        g = _unwrap(r, fast)
                         owned.discard((key, 0))
             if want:
                 pos = want.get(key)
@@ -716,9 +788,8 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
             else:
                 leaf.grad = leaf.grad + g
     finally:
-        _grad_enabled, _fast = prev_mode, prev_fast
-        if gc_was_enabled:
-            gc.enable()
+        _set_state(_state().replace(grad_enabled=st.grad_enabled, fast=st.fast))
+        paused.__exit__()
     if inputs is None:
         return None
     out = []
@@ -741,7 +812,7 @@ def _norm(g: Any) -> float | None:
     return float(xp.sqrt((a.astype(xp.float64) ** 2).sum()))
 
 
-def _run_post(fn: Function, gys: list) -> list:
+def _run_post(fn: Function, gys: list, fast: bool) -> list:
     """Hooks and retain_grad() of non-leaf outputs: their gradient is final when fn is popped."""
     gys = list(gys)
     for i, (ref, hooks) in fn.post.items():
@@ -751,11 +822,11 @@ def _run_post(fn: Function, gys: list) -> list:
         for hook in hooks:
             r = hook(_wrap(g))
             if r is not None:
-                g = _unwrap(r)
+                g = _unwrap(r, fast)
         gys[i] = g
         t = ref() if ref is not None else None
         if t is not None:
-            gd = _make(g.copy(), False) if _fast else g
+            gd = _make(g.copy(), False) if fast else g
             t.grad = gd if t.grad is None else t.grad + gd
     return gys
 

@@ -5,6 +5,7 @@ method (`+`, `matmul`, `tanh`, `sum`, ...) is defined once in `ops.py`, which bi
 """
 from __future__ import annotations
 
+import itertools
 import weakref
 from typing import Any, Callable
 
@@ -19,6 +20,9 @@ float16 = np.dtype("float16")
 int32 = np.dtype("int32")
 int64 = np.dtype("int64")
 bool_ = np.dtype("bool")
+# One clock for the engine: it numbers new Functions (their creation index) and stamps in-place
+# writes (Tensor._bump_version), so "written after the op that saved it" is one comparison.
+write_clock = itertools.count()
 _DTYPE_NAMES = {"float": float32, "float32": float32, "float64": float64, "double": float64,
                 "float16": float16, "half": float16, "int": int64, "int64": int64, "long": int64,
                 "int32": int32, "bool": bool_}
