@@ -19,8 +19,8 @@ import traceback
 from typing import Any, Callable, Iterable, Sequence
 
 from . import backend
-from .errors import AnomalyError, GradError, GraphFreedError, ShapeError, fmt_shape
-from .tensor import Tensor, write_clock
+from .errors import AnomalyError, GradError, GraphFreedError, InplaceError, ShapeError, fmt_shape
+from .tensor import Tensor, last_write, write_clock
 
 _np = backend.np  # NumPy, named here only for the CPU fast paths (type checks, errstate)
 _ndarray = backend.ndarray
@@ -374,6 +374,8 @@ class Function:
             return self._finish_multi(inputs, xs, y)
         if y.__class__ is not _ndarray:
             y = _as_array(y, _np)  # NumPy reductions return scalars; CuPy arrays pass unchanged
+        if y.base is not None or y is xs[0]:  # a view of an input (reshape, getitem, permute...)
+            return self._finish_view(inputs, xs, y)
         st = _state()
         if st.anomaly:
             self._anomaly_forward(inputs, xs, (y,))
@@ -417,9 +419,25 @@ class Function:
         out.creator = self
         return out
 
-    def _finish_multi(self, inputs: Sequence[Tensor], xs: list, ys: tuple) -> tuple:
-        """The rest of __call__ for ops with several outputs (split, unbind)."""
+    def _finish_view(self, inputs: Sequence[Tensor], xs: list, y: Any) -> Tensor:
+        """The rest of __call__ for an output that may share an input's storage: one
+        output through the multi-output path, then the views share the version counter."""
+        (out,) = self._finish_multi(inputs, xs, (y,))
+        return out
+
+    def _finish_multi(self, inputs: Sequence[Tensor], xs: list, ys: tuple) -> Any:
+        """The rest of __call__ for ops with several outputs (split, unbind) or a view."""
         ys = tuple([_as_array(y, _np) for y in ys])
+        outs = self._finish_graph(inputs, xs, ys)
+        for o in outs:  # a view shares its input's version counter (in-place edits are seen)
+            y, b = o.data, o.data.base
+            for t, x in zip(inputs, xs):
+                if y is x or (b is not None and (b is x or b is x.base)):
+                    o._version = t._version_box()
+                    break
+        return outs
+
+    def _finish_graph(self, inputs: Sequence[Tensor], xs: list, ys: tuple) -> tuple:
         st = _state()
         if st.anomaly:
             self._anomaly_forward(inputs, xs, ys)
@@ -702,6 +720,8 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
                     f"with h = h.detach() before the next forward")
             fn.visit = visit
             visit += 1
+            if last_write[0] > fn.index:  # something was written in place after fn was made
+                _check_versions(fn)
             if fn in lazy:
                 gys = [_real(g) for g in gys]
             if fn.post is not None:
@@ -785,6 +805,8 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
                     leaf.grad = g
             elif fast:
                 leaf.grad.data += g
+                if hasattr(leaf.grad, "_version"):  # someone shares it: count the write
+                    leaf.grad._bump_version()
             else:
                 leaf.grad = leaf.grad + g
     finally:
@@ -802,6 +824,40 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
         else:
             out.append(_wrap(g) if create_graph else _make(_real(g).copy() if not isinstance(g, Tensor) else g.data, False))
     return tuple(out)
+
+
+def _check_versions(fn: Function) -> None:
+    """Raise InplaceError if a tensor fn saved for its backward was written in place after fn
+    was created (its write stamp is newer than fn's creation index: one clock numbers both)."""
+    idx = fn.index
+    bad = None
+    for i, t in enumerate(fn.saved or ()):
+        box = getattr(t, "_version", None)
+        if box is not None and box[0] > idx:
+            pos = fn.save_inputs[i] if i < len(fn.save_inputs) else i
+            bad = f"input {pos} of {fn.name!r}, a {t._describe()}"
+            break
+    if bad is None and fn.save_output:
+        for i, box in sorted(fn.__dict__.get("out_versions", {}).items()):
+            if box[0] > idx:
+                name = fn.__dict__.get("out_names", {}).get(i)
+                bad = (f"output {i} of {fn.name!r} (its own result"
+                       + (f", named {name!r}" if name else "") + ")")
+                break
+    if bad is None:
+        return
+    step = [v for k, v in fn.tags if k == "step"]
+    where = (f" at time step {step[-1]}" if step else "") + (f" (tags: {describe_tags(fn.tags)})"
+                                                             if fn.tags else "")
+    made = getattr(fn, "created_at", None)
+    raise InplaceError(
+        f"backward: a tensor needed for the gradient was modified in place after the forward "
+        f"saved it: {bad}. It was saved by {fn.name!r}{where}"
+        + (f", created at {made}" if made else "") + ". The gradient would use the new values, "
+        f"so backward refuses. Fixes: call backward() before optimizer.step() (or any other "
+        f"update of the weights); clone() a tensor before editing it in place and edit the "
+        f"clone; edit weights under `with tg.no_grad():` before the forward, not between the "
+        f"forward and backward. Writes through `.data` are not tracked (see docs/anomaly.md)")
 
 
 def _norm(g: Any) -> float | None:

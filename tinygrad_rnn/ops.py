@@ -1063,10 +1063,7 @@ gt, ge = _compare("gt", "__gt__"), _compare("ge", "__ge__")
 
 
 def _setitem(x: Tensor, index: Any, value: Any) -> None:
-    if x.requires_grad:
-        raise RuntimeError("in-place assignment to a tensor that requires grad would corrupt the "
-                           "graph; build a new tensor (e.g. with where() or cat()) or detach() first")
-    x.data[_prepare_index(index, x)] = value.data if isinstance(value, Tensor) else value
+    x._write(_prepare_index(index, x), value, "__setitem__")  # checked, bumps x's version
 
 
 # ======================================================================= Tensor methods, operators
