@@ -4,7 +4,9 @@ The engine trusts two class flags of each Function (autograd.Function's docstrin
 - `fresh_grads = True`: backward returns new arrays, no views of `gy`, of saved data or of each
   other, so the engine may sum later gradients into them in place. A wrong flag silently corrupts
   gradients, so it is checked here on the arrays a real backward returns.
-- `broadcasts = False`: backward returns gradients of exactly each input's shape and dtype.
+- `broadcasts = False`: backward returns gradients of exactly each input's shape and dtype;
+  `broadcasts = True`: of a shape the engine can sum back to the input's (and exactly the
+  input's when the input is shaped like the output: the engine skips the check then).
 And the layering rule: op code never reads or patches the engine's internals (the backward mode
 reaches ops only through the Function helpers).
 """
@@ -63,7 +65,21 @@ def test_backward_honours_fresh_grads_and_shape_flags(case):
                         f"input or of saved data")
                 for h in got[i + 1:]:
                     assert not np.shares_memory(g, h), f"{f.name}: fresh gradients alias each other"
-        if not f.broadcasts:
+        if f.broadcasts:  # the engine reduces these with sum_to and casts them back
+            for parent, g in zip(f.next, gxs):
+                if parent is None or g is None:
+                    continue
+                node, idx = parent
+                own = ((node.data.shape, node.data.dtype) if isinstance(node, tg.Tensor)
+                       else node.out_meta[idx])
+                g = g.value() if isinstance(g, OuterSum) else g
+                assert np.broadcast_shapes(own[0], g.shape) == g.shape, (
+                    f"{f.name}: gradient of shape {g.shape} cannot be summed to {own[0]}")
+                if own == f.out_meta[0]:  # the engine skips the check when the records match
+                    assert (g.shape, g.dtype) == own, (
+                        f"{f.name}: an input shaped like the output must get a gradient shaped "
+                        f"like it, got {g.shape} {g.dtype}")
+        else:
             for parent, g in zip(f.next, gxs):
                 if parent is None or g is None:
                     continue

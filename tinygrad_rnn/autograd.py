@@ -58,7 +58,8 @@ class _State:
 _STATE: contextvars.ContextVar = contextvars.ContextVar("tinygrad_rnn_engine", default=_State())
 _state = _STATE.get          # the calling thread's state (hot path: one call per op)
 _set_state = _STATE.set
-_META: dict = {}             # interned out_meta records, see Function.__call__
+_META: dict = {}             # shape -> interned out_meta record ((shape, dtype),)
+_new = object.__new__
 _counter = write_clock       # creation index: stable node ids for drawings, tie-break in the heap;
 #                              the same clock stamps in-place writes (Tensor._bump_version)
 
@@ -279,7 +280,7 @@ class Function:
     # Slots (not a per-instance dict) for everything the engine touches: an LSTM step creates a
     # dozen Functions, and a dict per Function is measurable. Op parameters live in __dict__.
     __slots__ = ("xp", "next", "generation", "tags", "index", "out_meta", "saved", "saved_out",
-                 "keep", "post", "visit", "freed", "__dict__", "__weakref__")
+                 "keep", "visit", "__dict__", "__weakref__")
     name = "function"
     save_inputs: tuple = ()
     save_output = False
@@ -293,6 +294,12 @@ class Function:
     # they are set; a backward without retain_graph sets saved/saved_out/keep to None.
     grad_out_norms: Any = None
     grad_in_norms: Any = None
+    post: Any = None          # {out_index: [weakref | None, hooks]}: set by retain_grad/register_hook
+
+    @property
+    def freed(self) -> bool:
+        """Did a backward (without retain_graph) release what this Function saved?"""
+        return self.saved is None
 
     def forward(self, *xs: Any) -> Any:
         raise NotImplementedError
@@ -351,78 +358,115 @@ class Function:
 
     def __call__(self, *inputs: Any) -> Any:
         # Hot path: every op of every time step goes through here, so it is written for speed
-        # (plain loops, no generators, the single-output case first). Numbers, GPU arrays and
-        # device checks take the slow path (_prepare); a device mix that reaches NumPy/CuPy
-        # raises there and is explained by _explain.
+        # (no comprehensions, one- and two-input cases unrolled, the single-output case first).
+        # Numbers, GPU arrays and device checks take the slow path (_prepare); a device mix that
+        # reaches NumPy/CuPy raises there and is explained by _explain.
+        n = len(inputs)
         try:
-            xs = [t.data for t in inputs]
-            for x in xs:  # all CPU tensors (a NumPy scalar also has .data: check the class)
-                if x.__class__ is not _ndarray:
+            if n == 2:
+                x0 = inputs[0].data
+                x1 = inputs[1].data
+                if x0.__class__ is not _ndarray or x1.__class__ is not _ndarray:
+                    raise AttributeError  # a number, a CuPy array (a NumPy scalar has .data too)
+                xs: Any = (x0, x1)
+            elif n == 1:
+                x0 = inputs[0].data
+                if x0.__class__ is not _ndarray:
                     raise AttributeError
+                xs = (x0,)
+            else:
+                xs = tuple([t.data for t in inputs])
+                for x in xs:
+                    if x.__class__ is not _ndarray:
+                        raise AttributeError
+                x0 = xs[0] if n else None
             self.xp = _np
         except AttributeError:
             inputs, cpu = _prepare(self.name, inputs)
-            xs = [t.data for t in inputs]
-            self.xp = _np if cpu else _array_module(xs[0])
+            xs = tuple([t.data for t in inputs])
+            x0 = xs[0]
+            self.xp = _np if cpu else _array_module(x0)
         if self.check is not None:
             self.check(*xs)
         try:
-            y = self.forward(*xs)
+            y = self.forward(x0, xs[1]) if n == 2 else self.forward(*xs)
         except (ValueError, TypeError) as e:
             raise _explain(self.name, inputs, xs, e) from None
-        if y.__class__ is tuple:
-            return self._finish_multi(inputs, xs, y)
         if y.__class__ is not _ndarray:
+            if y.__class__ is tuple:
+                return self._finish_multi(inputs, xs, y)
             y = _as_array(y, _np)  # NumPy reductions return scalars; CuPy arrays pass unchanged
-        if y.base is not None or y is xs[0]:  # a view of an input (reshape, getitem, permute...)
-            return self._finish_view(inputs, xs, y)
+        if y.base is not None or y is x0:  # maybe a view of an input (reshape, getitem, .T...)
+            return self._finish_multi(inputs, xs, (y,))[0]
         st = _state()
         if st.anomaly:
             self._anomaly_forward(inputs, xs, (y,))
+        out = _new(Tensor)
+        out.data = y
+        out.grad = out.name = out._hooks = None
+        out.out_index = 0
         if not st.grad_enabled:
-            return _make(y, False)
-        nxt = []
+            out.requires_grad = False
+            out.creator = None
+            return out
+        # edges to the inputs: (creator, out_index), (leaf, 0) or None (see the module docstring)
         gen = -1
-        for t in inputs:
+        if n == 2:  # unrolled: most ops are binary
+            t = inputs[0]
             c = t.creator
             if c is not None:
-                nxt.append((c, t.out_index))
+                e0: Any = (c, t.out_index)
+                gen = c.generation + 1
+            else:
+                e0 = (t, 0) if t.requires_grad else None
+                if e0 is not None:
+                    gen = 0
+            t = inputs[1]
+            c = t.creator
+            if c is not None:
+                e1: Any = (c, t.out_index)
                 if c.generation >= gen:
                     gen = c.generation + 1
-            elif t.requires_grad:
-                nxt.append((t, 0))
-                if gen < 0:
-                    gen = 0
             else:
-                nxt.append(None)
+                e1 = (t, 0) if t.requires_grad else None
+                if e1 is not None and gen < 0:
+                    gen = 0
+            nxt: Any = (e0, e1)
+        else:
+            edges = []
+            for t in inputs:
+                c = t.creator
+                if c is not None:
+                    edges.append((c, t.out_index))
+                    if c.generation >= gen:
+                        gen = c.generation + 1
+                elif t.requires_grad:
+                    edges.append((t, 0))
+                    if gen < 0:
+                        gen = 0
+                else:
+                    edges.append(None)
+            nxt = tuple(edges)
         if gen < 0:  # no input requires grad: no graph
-            return _make(y, False)
-        self.next = tuple(nxt)
+            out.requires_grad = False
+            out.creator = None
+            return out
+        self.next = nxt
         self.generation = gen
         self.tags = st.tags
         self.index = next(_counter)
-        self.post = None
         self.visit = -1
-        self.freed = False
         si = self.save_inputs
-        self.saved = (inputs if len(si) == len(inputs) else tuple([inputs[i] for i in si])) if si else ()
-        k = (y.shape, y.dtype)
-        m = _META.get(k)
-        if m is None:  # shared, interned (shape, dtype) records: a long unroll repeats a few shapes
-            if len(_META) > 4096:
-                _META.clear()
-            m = _META[k] = (k,)
+        self.saved = (inputs if len(si) == n else tuple([inputs[i] for i in si])) if si else ()
+        shape = y.shape
+        m = _META.get(shape)
+        if m is None or m[0][1] is not y.dtype:
+            m = _meta(shape, y.dtype)
         self.out_meta = m
         if self.save_output:
             self.saved_out = y
-        out = _make(y, True)
+        out.requires_grad = True
         out.creator = self
-        return out
-
-    def _finish_view(self, inputs: Sequence[Tensor], xs: list, y: Any) -> Tensor:
-        """The rest of __call__ for an output that may share an input's storage: one
-        output through the multi-output path, then the views share the version counter."""
-        (out,) = self._finish_multi(inputs, xs, (y,))
         return out
 
     def _finish_multi(self, inputs: Sequence[Tensor], xs: list, ys: tuple) -> Any:
@@ -457,9 +501,7 @@ class Function:
         self.generation = gen
         self.tags = st.tags
         self.index = next(_counter)
-        self.post = None
         self.visit = -1
-        self.freed = False
         si = self.save_inputs
         self.saved = tuple([inputs[i] for i in si]) if si else ()
         self.out_meta = tuple([(y.shape, y.dtype) for y in ys])
@@ -480,6 +522,17 @@ class Function:
 
     def __repr__(self) -> str:
         return f"<{self.name} #{getattr(self, 'index', '?')}>"
+
+
+def _meta(shape: tuple, dtype: Any) -> tuple:
+    """The interned out_meta record of a single-output Function: a long unroll repeats a few
+    shapes, so Functions share these tuples (memory), and the engine compares them by identity."""
+    m = _META.get(shape)
+    if m is None or m[0][1] != dtype:
+        if len(_META) > 4096:
+            _META.clear()
+        m = _META[shape] = ((shape, dtype),)
+    return m
 
 
 def _prepare(op: str, inputs: tuple) -> tuple:
@@ -672,8 +725,7 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
     heap: list = []
     pending: dict = {}           # Function -> [gradient value per output]
     owned: set = set()           # (node or id(leaf), slot) whose array nobody else references
-    leaves: dict = {}            # id(leaf) -> leaf; their gradient values in leaf_grads
-    leaf_grads: dict = {}
+    leaf_grads: dict = {}        # leaf tensor -> [gradient value]
     lazy: set = set()            # nodes that may hold an OuterSum (materialized when popped)
     want: dict = {}              # for grad(): (id(fn), out_index) or id(leaf) -> position
     captured: list = [None] * (len(inputs) if inputs is not None else 0)
@@ -692,8 +744,7 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
         g = _unwrap(g, fast)
         if root.creator is None:
             if root.requires_grad:
-                leaves[id(root)] = root
-                _accumulate(leaf_grads, id(root), 0, 1, g, owned, fast)
+                _accumulate(leaf_grads, root, 0, 1, g, owned, fast)
             continue
         fn = root.creator
         if fn not in pending:
@@ -703,15 +754,31 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
     paused = gc_paused()  # the graph has no cycles; a collection pass over 1e5 live nodes is pure cost
     paused.__enter__()
     visit = 0
-    record = st.record
-    observers = st.observers
-    anomaly = st.anomaly
+    record, observers, anomaly = st.record, st.observers, st.anomaly
+    watched = record or anomaly or bool(observers)
+    sent = None
     push, pop = heapq.heappush, heapq.heappop
+    stamp = last_write  # [stamp of the latest in-place write]: versions are checked only if newer
+    # Pending Functions are those in the heap plus `ready`, a one-slot buffer: a Function that
+    # schedules a single parent (a chain of ops, most of an unrolled graph) hands it over directly.
+    ready = None
     try:
-        while heap:
-            fn = pop(heap)[2]
+        # Hot loop: one iteration per Function; the common case (arrays, no hooks, no checks)
+        # is written inline, the rest goes through helpers.
+        while True:
+            if ready is not None:  # the one scheduled node: no heap round trip if it is alone
+                if heap:
+                    push(heap, (-ready.generation, -ready.index, ready))
+                    fn = pop(heap)[2]
+                else:
+                    fn = ready
+                ready = None
+            elif heap:
+                fn = pop(heap)[2]
+            else:
+                break
             gys = pending.pop(fn)
-            if fn.freed:
+            if fn.saved is None:  # freed by an earlier backward
                 raise GraphFreedError(
                     f"backward through the graph a second time: the arrays saved by {fn.name!r} "
                     f"(tags: {describe_tags(fn.tags)}) were freed after the first backward. Pass "
@@ -720,9 +787,9 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
                     f"with h = h.detach() before the next forward")
             fn.visit = visit
             visit += 1
-            if last_write[0] > fn.index:  # something was written in place after fn was made
+            if stamp[0] > fn.index:  # something was written in place after fn was made
                 _check_versions(fn)
-            if fn in lazy:
+            if lazy and fn in lazy:
                 gys = [_real(g) for g in gys]
             if fn.post is not None:
                 gys = _run_post(fn, gys, fast)
@@ -734,19 +801,24 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
             gxs = fn.backward(*gys) if len(gys) > 1 else fn.backward(gys[0])
             if gxs.__class__ is not tuple:
                 gxs = (gxs,)
+            if watched:
+                if anomaly:
+                    _check_finite(fn, [_unwrap(_real(g), fast) for g in gxs], "backward",
+                                  [_unwrap(g, fast) for g in gys])
+                if record:
+                    fn.grad_out_norms = tuple(_norm(g) for g in gys)
+                    fn.grad_in_norms = tuple(_norm(g) if p is not None else None
+                                             for p, g in zip(fn.next, gxs))
+                sent = [None] * len(fn.next) if observers else None
             fresh = fast and fn.fresh_grads
-            if anomaly:
-                _check_finite(fn, [_unwrap(_real(g), fast) for g in gxs], "backward",
-                              [_unwrap(g, fast) for g in gys])
-            if record:
-                fn.grad_out_norms = tuple(_norm(g) for g in gys)
-                fn.grad_in_norms = tuple(_norm(g) if p is not None else None for p, g in zip(fn.next, gxs))
-            sent = [None] * len(fn.next) if observers else None
-            i = 0
+            bcast = fn.out_meta[0] if fn.broadcasts else None
+            i = -1
             for parent in fn.next:
-                gx = gxs[i]
                 i += 1
-                if parent is None or gx is None:
+                if parent is None:
+                    continue
+                gx = gxs[i]
+                if gx is None:
                     continue
                 node, idx = parent
                 leaf = node.__class__ is Tensor or isinstance(node, Tensor)
@@ -756,22 +828,46 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
                         lazy.add(node)
                     else:
                         gx = _as_array(gx, _np)
-                if fn.broadcasts:  # reduce a broadcast gradient; cast back a promoted dtype
-                    shape, dtype = (node.data.shape, node.data.dtype) if leaf else node.out_meta[idx]
-                    if gx.shape != shape:
-                        gx = _sum_to(_real(gx), shape)
-                    if gx.dtype != dtype:
-                        gx = _real(gx).astype(dtype) if fast else gx.to(dtype=dtype)
+                if bcast is not None:  # reduce a broadcast gradient; cast back a promoted dtype
+                    if leaf:
+                        meta = (node.data.shape, node.data.dtype)
+                    else:
+                        meta = node.out_meta[idx]
+                    # out_meta records are interned: the same record means the input has the
+                    # output's shape and dtype, and so has gx (ops return the output's shape)
+                    if meta is not bcast:
+                        shape, dtype = meta
+                        if gx.shape != shape:
+                            gx = _sum_to(_real(gx), shape)
+                        if gx.dtype != dtype:
+                            gx = _real(gx).astype(dtype) if fast else gx.to(dtype=dtype)
                 if sent is not None:
-                    sent[i - 1] = gx = _real(gx)
+                    sent[i] = gx = _real(gx)
                 if leaf:
-                    leaves[id(node)] = node
-                    _accumulate(leaf_grads, id(node), 0, 1, gx, owned, fast, fresh)
+                    entry = leaf_grads.get(node)
+                    if entry is None:
+                        leaf_grads[node] = [gx]
+                        if fresh:
+                            owned.add((node, 0))
+                    elif (fast and gx.__class__ is _ndarray and entry[0].__class__ is _ndarray
+                          and (node, 0) in owned and entry[0].shape == gx.shape):
+                        entry[0] += gx  # an array the engine owns: sum in place
+                    else:
+                        _accumulate(leaf_grads, node, 0, 1, gx, owned, fast, fresh)
                     continue
                 entry = pending.get(node)
                 if entry is None:  # first gradient for this node: schedule it
-                    push(heap, (-node.generation, -node.index, node))
-                    entry = pending[node] = [None] * len(node.out_meta)
+                    if ready is None:
+                        ready = node
+                    else:
+                        push(heap, (-node.generation, -node.index, node))
+                    n_out = len(node.out_meta)
+                    if n_out == 1:
+                        pending[node] = [gx]
+                        if fresh:
+                            owned.add((node, 0))
+                        continue
+                    entry = pending[node] = [None] * n_out
                 if entry[idx] is None:
                     entry[idx] = gx
                     if fresh:
@@ -783,24 +879,23 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
                 for cb in observers:
                     cb(fn, outs, tuple(sent))
             if not retain_graph:  # free what backward needed; keep the structure for drawings
-                fn.saved = fn.saved_out = fn.keep = None
-                fn.freed = True
-        for key, leaf in leaves.items():
-            g = _real(leaf_grads[key][0])
+                fn.saved = fn.saved_out = fn.keep = None  # saved None: `freed`
+        for leaf, entry in leaf_grads.items():
+            g = _real(entry[0])
             if leaf._hooks:
                 for hook in leaf._hooks:
                     r = hook(_wrap(g))
                     if r is not None:
                         g = _unwrap(r, fast)
-                        owned.discard((key, 0))
+                        owned.discard((leaf, 0))
             if want:
-                pos = want.get(key)
+                pos = want.get(id(leaf))
                 if pos is not None:
                     captured[pos] = g
                 continue
             if leaf.grad is None:
                 if fast:
-                    leaf.grad = _make(g if (key, 0) in owned else g.copy(), False)
+                    leaf.grad = _make(g if (leaf, 0) in owned else g.copy(), False)
                 else:
                     leaf.grad = g
             elif fast:
