@@ -241,26 +241,91 @@ def describe_tags(tags: tuple) -> str:
     return ", ".join(f"{k}={v}" for k, v in tags) if tags else "no tags"
 
 
-def _check_finite(fn: "Function", arrays: Sequence[Any], where: str, inputs: Sequence[Any]) -> None:
+def is_anomaly_enabled() -> bool:
+    """Is the calling thread inside detect_anomaly()?"""
+    return _state().anomaly
+
+
+def _first_nan(x: Any) -> str:
+    xp = _array_module(x)
+    idx = xp.argwhere(xp.isnan(x))[0] if x.ndim else ()
+    return "[" + ", ".join(str(int(i)) for i in idx) + "]"
+
+
+def check_input(t: Tensor, name: str = "input", time_dim: int | None = None, where: str = "") -> None:
+    """Under detect_anomaly(), raise AnomalyError if `t`, a tensor fed to the library from
+    outside, holds NaN: "input x has NaN at [3, 0, 0]: time step 3". `time_dim` is the time
+    axis of a sequence (layers pass it); `where` names the receiver. No-op when the mode is off."""
+    if not _state().anomaly:
+        return
+    x = t.data
+    if x.dtype.kind != "f" or x.size == 0:
+        return
+    xp = _array_module(x)
+    if bool(xp.isnan(x).any()):
+        at = _first_nan(x)
+        step = None
+        if time_dim is not None and x.ndim:
+            step = int(xp.argwhere(xp.isnan(x))[0][time_dim])
+        raise AnomalyError(_input_nan_message(t, name, at, step, where))
+
+
+def _input_nan_message(t: Tensor, name: str, at: str, step: Any, where: str) -> str:
+    x = t.data
+    n = int(_array_module(x).isnan(x).sum())
+    return (f"input {t.name or name} has NaN at {at}" + (f": time step {step}" if step is not None else "")
+            + f" ({n} NaN value{'s' if n != 1 else ''} in this {x.dtype} tensor of shape "
+            f"{fmt_shape(x.shape)}{', ' + where if where else ''}). The NaN arrived with the data: "
+            f"no op produced it. Check how the input was made (missing values, a division by zero "
+            f"in preprocessing, padding filled with NaN instead of 0)")
+
+
+def _check_finite(fn: "Function", arrays: Sequence[Any], where: str, inputs: Sequence[Any],
+                  tensors: Sequence[Tensor] | None = None) -> None:
+    """detect_anomaly's check. Forward (`tensors` given): NaN only, since Inf is a legitimate
+    value there (-inf masks attention scores, log(0) of a masked probability); a NaN already in
+    an input that no op produced (a leaf, data) is reported as that input's. Backward: NaN and
+    Inf, since no gradient should be infinite."""
+    forward = tensors is not None
     for i, a in enumerate(arrays):
         if a is None or a.dtype.kind != "f":
             continue
         xp = _array_module(a)
-        if not bool(xp.isfinite(a).all()):
-            n_nan, n_inf = int(xp.isnan(a).sum()), int(xp.isinf(a).sum())
+        if forward:
+            if not bool(xp.isnan(a).any()):
+                continue
+            for j, (t, x) in enumerate(zip(tensors, inputs)):
+                if t.creator is None and x.dtype.kind == "f" and bool(xp.isnan(x).any()):
+                    step = [v for k, v in fn.tags if k == "step"]
+                    raise AnomalyError(_input_nan_message(
+                        t, "input", _first_nan(x), step[-1] if step else None,
+                        f"input {j} of {fn.name!r}, tags: {describe_tags(fn.tags)}, "
+                        f"created at {getattr(fn, 'created_at', '<unknown>')}"))
+        elif bool(xp.isfinite(a).all()):
+            continue
+        n_nan, n_inf = int(xp.isnan(a).sum()), int(xp.isinf(a).sum())
 
-            def stats(x: Any) -> str:
-                if x is None or getattr(x, "dtype", None) is None or x.dtype.kind != "f" or x.size == 0:
-                    return "-"
-                fin = x[xp.isfinite(x)]
-                mx = float(xp.abs(fin).max()) if fin.size else float("nan")
-                return f"shape {fmt_shape(x.shape)}, max|finite| {mx:.3g}, nan {int(xp.isnan(x).sum())}, inf {int(xp.isinf(x).sum())}"
-            ins = "; ".join(f"input {j}: {stats(x)}" for j, x in enumerate(inputs))
-            raise AnomalyError(
-                f"{where} of {fn.name!r} produced {n_nan} NaN and {n_inf} Inf values in output {i} "
-                f"(shape {fmt_shape(a.shape)}). Tags: {describe_tags(fn.tags)}. The op was created at "
-                f"{getattr(fn, 'created_at', '<unknown>')}. {ins}. Typical fixes: clip gradients "
-                f"(nn.utils.clip_grad_norm_), lower the learning rate, or guard log/sqrt/div inputs.")
+        def stats(x: Any) -> str:
+            if x is None or getattr(x, "dtype", None) is None or x.dtype.kind != "f" or x.size == 0:
+                return "-"
+            fin = x[xp.isfinite(x)]
+            mx = float(xp.abs(fin).max()) if fin.size else float("nan")
+            return f"shape {fmt_shape(x.shape)}, max|finite| {mx:.3g}, nan {int(xp.isnan(x).sum())}, inf {int(xp.isinf(x).sum())}"
+
+        def label(j: int, x: Any) -> str:  # the input's math name, if it has one
+            t = tensors[j] if tensors is not None else None
+            nm = t.name if t is not None else None
+            if nm is None and t is not None and t.creator is not None:
+                nm = t.creator.__dict__.get("out_names", {}).get(t.out_index)
+            return f"input {j}" + (f" ({nm!r})" if nm else "")
+        ins = "; ".join(f"{label(j, x)}: {stats(x)}" for j, x in enumerate(inputs))
+        name = fn.__dict__.get("out_names", {}).get(i)
+        raise AnomalyError(
+            f"{where} of {fn.name!r} produced {n_nan} NaN and {n_inf} Inf values in output {i}"
+            + (f" ({name!r})" if name else "") + f" (shape {fmt_shape(a.shape)}). Tags: "
+            f"{describe_tags(fn.tags)}. The op was created at "
+            f"{getattr(fn, 'created_at', '<unknown>')}. {ins}. Typical fixes: clip gradients "
+            f"(nn.utils.clip_grad_norm_), lower the learning rate, or guard log/sqrt/div inputs.")
 
 
 # ------------------------------------------------------------------------------------------ Function
@@ -515,10 +580,10 @@ class Function:
             outs.append(o)
         return tuple(outs)
 
-    def _anomaly_forward(self, inputs: Sequence[Tensor], xs: list, ys: tuple) -> None:
+    def _anomaly_forward(self, inputs: Sequence[Tensor], xs: Sequence[Any], ys: tuple) -> None:
         self.created_at = _user_frame()
         self.tags = _state().tags
-        _check_finite(self, ys, "forward", xs)
+        _check_finite(self, ys, "forward", xs, inputs)
 
     def __repr__(self) -> str:
         return f"<{self.name} #{getattr(self, 'index', '?')}>"
