@@ -461,8 +461,6 @@ class Function:
             if y.__class__ is tuple:
                 return self._finish_multi(inputs, xs, y)
             y = _as_array(y, _np)  # NumPy reductions return scalars; CuPy arrays pass unchanged
-        if y.base is not None or y is x0:  # maybe a view of an input (reshape, getitem, .T...)
-            return self._finish_multi(inputs, xs, (y,))[0]
         st = _state()
         if st.anomaly:
             self._anomaly_forward(inputs, xs, (y,))
@@ -470,6 +468,8 @@ class Function:
         out.data = y
         out.grad = out.name = out._hooks = None
         out.out_index = 0
+        if y.base is not None or y is x0:  # maybe a view of an input (reshape, getitem, .T...)
+            _share_version(out, inputs, xs)
         if not st.grad_enabled:
             out.requires_grad = False
             out.creator = None
@@ -538,12 +538,8 @@ class Function:
         """The rest of __call__ for ops with several outputs (split, unbind) or a view."""
         ys = tuple([_as_array(y, _np) for y in ys])
         outs = self._finish_graph(inputs, xs, ys)
-        for o in outs:  # a view shares its input's version counter (in-place edits are seen)
-            y, b = o.data, o.data.base
-            for t, x in zip(inputs, xs):
-                if y is x or (b is not None and (b is x or b is x.base)):
-                    o._version = t._version_box()
-                    break
+        for o in outs:
+            _share_version(o, inputs, xs)
         return outs
 
     def _finish_graph(self, inputs: Sequence[Tensor], xs: list, ys: tuple) -> tuple:
@@ -587,6 +583,17 @@ class Function:
 
     def __repr__(self) -> str:
         return f"<{self.name} #{getattr(self, 'index', '?')}>"
+
+
+def _share_version(out: Tensor, inputs: Sequence[Tensor], xs: Sequence[Any]) -> None:
+    """If `out` is a view of an input's storage (NumPy/CuPy `base`), share that input's version
+    counter, so an in-place write through either is seen by a backward that saved the other."""
+    y = out.data
+    b = y.base
+    for t, x in zip(inputs, xs):
+        if y is x or (b is not None and (b is x or b is x.base)):
+            out._version = t._version_box()
+            return
 
 
 def _meta(shape: tuple, dtype: Any) -> tuple:
