@@ -75,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for i in range(args.runs):
         r = measure(reps=args.reps)
+        # and the figure `python -m tinygrad_rnn.bench` prints (wall time, median of 5, n = 20000)
+        from tinygrad_rnn.bench.run import per_op_overhead  # noqa: PLC0415
+
+        for k, v in per_op_overhead(20000).items():
+            if not k.startswith("numpy"):
+                r[f"bench wall {k.split()[0]} add"] = v
         runs.append(r)
         line = "  ".join(f"{k} {v:.2f}" for k, v in r.items())
         if "torch add" in r:
