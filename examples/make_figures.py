@@ -5,32 +5,38 @@
 
 Needs a Graphviz renderer (system `dot`, or `pip install graphviz-pure`) for the graphs and
 matplotlib for the gradient-flow plot. Uses the public API only.
+
+Every drawing is made by a function of `GRAPHS` (seeded, so it gives the same DOT text each run);
+writing into docs/images/ also records, in docs/images/figures.json, the SHA-256 of each picture
+and of the DOT text it was rendered from. tests/test_viz_figures.py redraws the DOT and fails when
+a committed picture no longer matches what its script draws.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-import tinygrad_rnn as tg
-from tinygrad_rnn import nn, viz
-from tinygrad_rnn.nn import functional as F
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for seq2seq_attention when imported
+
+import tinygrad_rnn as tg  # noqa: E402
+from tinygrad_rnn import nn, viz  # noqa: E402
+from tinygrad_rnn.nn import functional as F  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+IMAGES = ROOT / "docs" / "images"
+MANIFEST = IMAGES / "figures.json"
+# One colour scale for every drawing with gradients in the docs, so that they can be compared
+GRAD_RANGE = (1e-3, 1e1)
 
 
-def save(graph, out: Path, name: str, written: list) -> None:
-    """Render a PNG; without a renderer keep the DOT text and say so."""
-    try:
-        written.append(viz.render(graph, out / f"{name}.png"))
-    except viz.RenderError as e:
-        print(f"skipped {name}.png: {e}", file=sys.stderr)
-
-
-def rnn_graphs(out: Path, device: str, written: list) -> None:
+# ------------------------------------------------------------------------------ the drawings
+def rnn_graphs(device: str) -> dict:
     """A 3-step RNN with a many-to-one loss: the forward graph, then the same after backward."""
     rnn = nn.RNN(3, 4).to(device)
     x = tg.randn(3, 2, 3, device=device)
@@ -38,32 +44,16 @@ def rnn_graphs(out: Path, device: str, written: list) -> None:
     out_seq, h_n = rnn(x)
     loss = F.mse_loss(out_seq[-1], target)          # the loss looks at the last step only
     names = {"rnn": rnn}
-    save(viz.draw_graph(loss, model=names, title="nn.RNN(3, 4) unrolled over 3 steps (forward)"),
-         out, "rnn_forward", written)
+    fwd = viz.draw_graph(loss, model=names, expand_loss=True,
+                         title="nn.RNN(3, 4) unrolled over 3 steps (forward); "
+                               "mse_loss(h_2, target) drawn op by op (expand_loss=True)")
     with viz.record_grads():
         loss.backward(retain_graph=True)
-    save(viz.draw_graph(loss, model=names, show_grads=True, backward_order=True,
-                        title="after loss.backward() inside viz.record_grads(): gradient norms, "
-                              "backward order #k"),
-         out, "rnn_backward", written)
-
-
-def fade_graphs(out: Path, device: str, written: list) -> None:
-    """Vanilla RNN vs LSTM after backward, on one colour scale: the RNN fades towards t = 0, the
-    LSTM's cell-state path (mul by f, add) stays bright."""
-    x = tg.randn(5, 2, 3, device=device)
-    rnn = nn.RNN(3, 4).to(device)
-    lstm = nn.LSTM(3, 4).to(device)
-    lstm.bias_ih_l0.data[4:8] = 3.0  # forget gate open
-    for name, m, steps in (("rnn", rnn, 5), ("lstm", lstm, 3)):  # (an LSTM step has ~4x the ops)
-        seq, _ = m(x[:steps])
-        loss = seq[-1].sum()
-        with viz.record_grads():
-            loss.backward()
-        save(viz.draw_graph(loss, model={name: m}, show_grads=True, grad_range=(1e-3, 10),
-                            title=f"{name.upper()}, loss on the last step, after backward "
-                                  f"(one colour scale for both pictures)"),
-             out, f"{name}_fade", written)
+    bwd = viz.draw_graph(loss, model=names, show_grads=True, backward_order=True,
+                         grad_range=GRAD_RANGE,
+                         title="after loss.backward() inside viz.record_grads(): gradient norms, "
+                               "#k = the engine's backward visit order")
+    return {"rnn_forward": fwd, "rnn_backward": bwd}
 
 
 class Tagger(nn.Module):
@@ -79,25 +69,45 @@ class Tagger(nn.Module):
         return self.head(out)
 
 
-def lstm_graph(out: Path, device: str, written: list) -> None:
+def lstm_graph(device: str) -> dict:
     model = Tagger().to(device)
     y = model(tg.randn(1, 2, 3, device=device))
     loss = y.sum()
-    save(viz.draw_graph(loss, model=model, cluster="time+module", show_saved=True,
-                        title="one LSTM step, clustered by module (Tagger > lstm > t = 0, head)"),
-         out, "lstm_step_modules", written)
+    return {"lstm_step_modules": viz.draw_graph(
+        loss, model=model, cluster="time+module", show_saved=True,
+        title="one LSTM step, clustered by module (Tagger > lstm > t = 0, head): gates i, f, g, o, "
+              "the cell path f⊙c_(t-1) + i⊙g")}
 
 
-def collapsed_graph(out: Path, device: str, steps: int, written: list) -> None:
+def fade_graphs(device: str) -> dict:
+    """Vanilla RNN vs LSTM after backward, on one colour scale: the RNN fades towards t = 0, the
+    LSTM's cell-state path (f_t⊙c_{t-1}, then c_t) stays bright."""
+    x = tg.randn(5, 2, 3, device=device)
+    rnn = nn.RNN(3, 4).to(device)
+    lstm = nn.LSTM(3, 4).to(device)
+    lstm.bias_ih_l0.data[4:8] = 3.0  # forget gate open
+    out = {}
+    for name, m, steps in (("rnn", rnn, 5), ("lstm", lstm, 3)):  # (an LSTM step has ~5x the ops)
+        seq, _ = m(x[:steps])
+        loss = seq[-1].sum()
+        with viz.record_grads():
+            loss.backward(retain_graph=True)  # keep the saved state visible: h_{-1} = 0
+        out[f"{name}_fade"] = viz.draw_graph(
+            loss, model={name: m}, show_grads=True, grad_range=GRAD_RANGE,
+            title=f"{name.upper()}, loss on the last step, after backward "
+                  f"(the colour scale of every drawing in these docs)")
+    return out
+
+
+def collapsed_graph(device: str, steps: int = 100) -> dict:
     rnn = nn.RNN(3, 4).to(device)
     out_seq, _ = rnn(tg.randn(steps, 2, 3, device=device))
     loss = out_seq.sum()
-    save(viz.draw_graph(loss, model={"rnn": rnn}, collapse=2, show_memory=True,
-                        title=f"{steps}-step unroll, collapse=2, show_memory=True"),
-         out, "rnn_collapsed", written)
+    return {"rnn_collapsed": viz.draw_graph(loss, model={"rnn": rnn}, collapse=2, show_memory=True,
+                                            title=f"{steps}-step unroll, collapse=2, show_memory=True")}
 
 
-def tbptt_graph(out: Path, device: str, written: list) -> None:
+def tbptt_graph(device: str) -> dict:
     """Truncated BPTT: the second chunk starts from a detached state; the cut is marked."""
     rnn = nn.RNN(3, 4).to(device)
     xs = tg.randn(6, 2, 3, device=device)
@@ -110,9 +120,68 @@ def tbptt_graph(out: Path, device: str, written: list) -> None:
     loss = out2.sum()
     with viz.record_grads():
         loss.backward(retain_graph=True)  # keep the saved state visible to the drawing
-    save(viz.draw_graph(loss, model={"rnn": rnn}, show_grads=True,
-                        title="truncated BPTT: chunk 2 starts from h.detach() of chunk 1"),
-         out, "tbptt_cut", written)
+    return {"tbptt_cut": viz.draw_graph(loss, model={"rnn": rnn}, show_grads=True,
+                                        grad_range=GRAD_RANGE,
+                                        title="truncated BPTT: chunk 2 starts from h.detach() of chunk 1")}
+
+
+def decoder_step(device: str) -> dict:
+    """One decoder step of examples/seq2seq_attention.py's model (its default sizes). The drawing
+    shows names, shapes and ops, not values, so an untrained model draws the same picture."""
+    import seq2seq_attention as s2s
+
+    tg.manual_seed(0)
+    a = s2s.parse_args([])
+    model = nn.Seq2Seq(len(s2s.SRC), len(s2s.TGT), embed_size=a.embed, hidden_size=a.hidden,
+                       encoder_cell=a.cell, bidirectional=True, attention=a.attention,
+                       pad_idx=0, sos_idx=1, eos_idx=2, max_len=12).to(device=device)
+    return {"seq2seq_decoder_step": s2s.decoder_step_graph(model)}
+
+
+# In this order, from one seed: the gradient-flow figure then draws from the random stream they
+# leave, so its numbers (quoted in docs/visualization.md) stay those of earlier runs.
+GRAPHS = (rnn_graphs, lstm_graph, fade_graphs, collapsed_graph, tbptt_graph)
+
+
+def graphs(device: str = "cpu", steps: int = 100, seed: int = 0) -> dict:
+    """name -> graphviz.Digraph of every graph picture of docs/visualization.md, drawn from
+    `seed` (what the tests redraw; the decoder step is drawn by decoder_step)."""
+    tg.manual_seed(seed)
+    np.random.seed(seed)
+    out: dict = {}
+    for make in GRAPHS:
+        out.update(make(device, steps) if make is collapsed_graph else make(device))
+    return out
+
+
+# --------------------------------------------------------------------------- recording, plots
+def sha256(data: bytes | str) -> str:
+    return hashlib.sha256(data.encode("utf-8") if isinstance(data, str) else data).hexdigest()
+
+
+def record(path: Path, script: str, source: str | None = None) -> None:
+    """Note in docs/images/figures.json which script drew `path` (and from which DOT text), when
+    `path` is a picture of the docs."""
+    path = Path(path)
+    if path.parent.resolve() != IMAGES.resolve():
+        return
+    data = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
+    entry = {"script": script, "png_sha256": sha256(path.read_bytes())}
+    if source is not None:
+        entry["dot_sha256"] = sha256(source)
+    data[path.name] = entry
+    MANIFEST.write_text(json.dumps(dict(sorted(data.items())), indent=1) + "\n")
+
+
+def save(graph, out: Path, name: str, written: list) -> None:
+    """Render a PNG; without a renderer keep the DOT text and say so."""
+    try:
+        path = viz.render(graph, out / f"{name}.png")
+    except viz.RenderError as e:
+        print(f"skipped {name}.png: {e}", file=sys.stderr)
+        return
+    written.append(path)
+    record(path, "examples/make_figures.py", graph.source)
 
 
 def flow_models(steps: int, hidden: int, device: str) -> dict:
@@ -173,6 +242,7 @@ def flow_figure(out: Path, device: str, steps: int, hidden: int, written: list) 
     fig.savefig(path)
     plt.close(fig)
     written.append(path)
+    record(path, "examples/make_figures.py")
     for k, f in flows.items():
         print(f"{k:34s} ||dL/dh_0|| / ||dL/dh_T|| = {f.grad_norms[0] / f.grad_norms[-1]:.2e}"
               + (f"   ||dL/dc_0|| / ||dL/dc_T|| = {f.cell_grad_norms[0] / f.cell_grad_norms[-1]:.2e}"
@@ -185,23 +255,19 @@ def main(argv: list | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=None,
                     help="output folder (default: docs/images, or a temporary folder with --smoke)")
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--smoke", action="store_true", help="small sizes, for tests")
     args = ap.parse_args(argv)
-    tg.manual_seed(args.seed)
-    np.random.seed(args.seed)
     if args.out is None:  # a smoke run must never overwrite the pictures of the docs
-        args.out = tempfile.mkdtemp(prefix="figures_") if args.smoke else str(ROOT / "docs" / "images")
+        args.out = tempfile.mkdtemp(prefix="figures_") if args.smoke else str(IMAGES)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     written: list = []
-    rnn_graphs(out, args.device, written)
-    lstm_graph(out, args.device, written)
-    fade_graphs(out, args.device, written)
-    collapsed_graph(out, args.device, 12 if args.smoke else 100, written)
-    tbptt_graph(out, args.device, written)
+    for name, graph in graphs(args.device, 12 if args.smoke else 100).items():
+        save(graph, out, name, written)
     flow_figure(out, args.device, 12 if args.smoke else 60, 8 if args.smoke else 32, written)
+    for name, graph in decoder_step(args.device).items():
+        save(graph, out, name, written)
     for p in written:
         print(f"wrote {p} ({Path(p).stat().st_size / 1024:.0f} KiB)")
     return 0

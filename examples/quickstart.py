@@ -14,7 +14,8 @@ What it does, in order:
 2. draws the graph of a 4-step forward pass (one cluster per time step, the shared weights outside
    them) and, after backward, the same graph annotated with the gradient that flowed along every
    edge and the order in which the engine visited the ops (SVG; DOT text if no Graphviz renderer
-   is installed, with a hint saying what to install);
+   is installed, with a hint saying what to install), and explorer.html, a page that replays
+   that backward op by op (viz.explore);
 3. measures how the gradient of the last step's loss flows back through time, before and after
    training, and plots it next to the training curve;
 4. saves the trained weights and prints the path of every file it wrote (default out/quickstart).
@@ -121,6 +122,11 @@ def draw_graphs(model: Recall, delay: int, out: Path, device: str, written: list
                          title="backward: edge colour = norm of the gradient flowing back along it; "
                                "#k = order in which the engine ran the op's backward")
     render_graph(bwd, out / f"{prefix}backward.{fmt}", written)
+    model.zero_grad()
+    try:  # the BPTT explorer: a page to step through this backward (viz.explore runs it again)
+        written.append(viz.explore(loss, model=model).save(out / f"{prefix}explorer.html"))
+    except viz.RenderError as err:
+        print(f"note: {prefix}explorer.html was not written: {err}")
     model.zero_grad()
 
 

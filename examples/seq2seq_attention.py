@@ -165,6 +165,17 @@ def save_heatmap(model: Seq2Seq, path: Path) -> Path | None:
 
 
 def save_decoder_step(model: Seq2Seq, out_dir: Path, fmt: str = "png") -> tuple[Path | None, str]:
+    """The autodiff graph of one decoder step (decoder_step_graph), rendered."""
+    graph = decoder_step_graph(model)
+    try:
+        return viz.render(graph, out_dir / f"decoder_step.{fmt}"), ""
+    except viz.RenderError as e:
+        gv = out_dir / "decoder_step.gv"
+        gv.write_text(graph.source, encoding="utf-8")
+        return None, f"no Graphviz renderer, wrote the DOT text to {gv} ({e})"
+
+
+def decoder_step_graph(model: Seq2Seq):
     """The autodiff graph of one decoder step (attention, GRU cell, output layer), clustered by
     module. The encoder's results enter as named constants so the picture shows the step alone."""
     src, _ = batchify([("3 mar 1997", "1997-03-03")])
@@ -181,15 +192,9 @@ def save_decoder_step(model: Seq2Seq, out_dir: Path, fmt: str = "png") -> tuple[
     names = {enc.outputs: "h_j (encoder states)", enc.keys: "U h_j (keys, once per source)",
              state[0][0]: "s_{i-1} (decoder state)", alpha: "alpha_ij", logits: "logits_i",
              emb: "E y_{i-1}", new_state[0][0]: "s_i", feats: "[s_i; c_i]"}
-    graph = viz.draw_graph(logits, alpha, model=model, names=names, cluster="module", rankdir="TB",
-                           title="One decoder step: attention(s_{i-1}, h) -> context c_i -> "
-                                 "GRU cell -> logits")
-    try:
-        return viz.render(graph, out_dir / f"decoder_step.{fmt}"), ""
-    except viz.RenderError as e:
-        gv = out_dir / "decoder_step.gv"
-        gv.write_text(graph.source, encoding="utf-8")
-        return None, f"no Graphviz renderer, wrote the DOT text to {gv} ({e})"
+    return viz.draw_graph(logits, alpha, model=model, names=names, cluster="module", rankdir="TB",
+                          title="One decoder step: attention(s_{i-1}, h) -> context c_i -> "
+                                "GRU cell -> logits")
 
 
 # ======================================================================================== main

@@ -23,6 +23,7 @@ from _common import make_parser, pyplot, setup, wrote  # noqa: E402
 import tinygrad_rnn as tg  # noqa: E402
 from tinygrad_rnn import nn, viz  # noqa: E402
 
+import make_figures  # noqa: E402
 import quickstart  # noqa: E402
 import vanishing_gradients  # noqa: E402
 
@@ -35,44 +36,60 @@ def save_graph(graph, path: Path, written: list) -> None:
         written.append(viz.render(graph, path))
     except viz.RenderError as e:
         print(f"skipped {path.name}: {e}", file=sys.stderr)
+        return
+    make_figures.record(path, "examples/tutorial_figures.py", graph.source)
 
 
-def scalar_graph(out: Path, device: str, written: list) -> None:
+def scalar_graph(device: str) -> dict:
     """y = tanh(w * x + b), loss = y * y + y: a graph, its backward order, a fan-out (y is used
     twice, so its gradient is the sum of two terms)."""
-    x = tg.Tensor(0.5, device=device)
+    x = tg.Tensor(0.5, device=device).named("x")
     w = tg.Tensor(2.0, requires_grad=True, device=device)
     b = tg.Tensor(-0.5, requires_grad=True, device=device)
-    y = (w * x + b).tanh()
+    y = (w * x + b).tanh().named("y")
     loss = y * y + y
     with viz.record_grads():
-        loss.backward()
-    g = viz.draw_graph(loss, names={w: "w", b: "b"}, cluster=None, show_grads=True,
-                       backward_order=True, show_values=True,
-                       title="loss = y*y + y with y = tanh(w*x + b), after loss.backward()")
-    save_graph(g, out / "tutorial_graph.png", written)
+        loss.backward(retain_graph=True)  # keep x (a constant) visible to the drawing
+    return {"tutorial_graph": viz.draw_graph(
+        loss, names={w: "w", b: "b"}, cluster=None, show_grads=True, backward_order=True,
+        show_values=True, show_constants=True, grad_range=make_figures.GRAD_RANGE,
+        title="loss = y*y + y with y = tanh(w*x + b), after loss.backward()")}
 
 
-def unrolled_graph(out: Path, device: str, written: list) -> None:
-    """A hand-written 3-step tanh RNN: W_hh is ONE leaf used by every step."""
+def unrolled_graph(device: str) -> dict:
+    """A hand-written 3-step tanh RNN in the docs' notation (docs/notation.md): W_hh is ONE leaf,
+    transposed once, with an edge into every step."""
     tg.manual_seed(0)
     D, H, T = 2, 3, 3
-    W_xh = (tg.randn(D, H, device=device) * 0.5).detach().requires_grad_()
+    W_ih = (tg.randn(H, D, device=device) * 0.5).detach().requires_grad_()
     W_hh = (tg.randn(H, H, device=device) * 0.5).detach().requires_grad_()
     b = tg.zeros(H, device=device, requires_grad=True)
     xs = tg.randn(T, 1, D, device=device).unbind(0)
+    W_ih_T, W_hh_T = W_ih.T.named("W_ih^T"), W_hh.T.named("W_hh^T")  # once, as nn.RNN does
     h = tg.zeros(1, H, device=device)
     for t, x_t in enumerate(xs):
         with viz.time_step(t):
-            h = (x_t @ W_xh + h @ W_hh + b).tanh()
+            a = ((x_t @ W_ih_T).named("x_t W_ih^T") + (h @ W_hh_T).named("h_{t-1} W_hh^T") + b).named("a_t")
+            h = a.tanh().named("h_t")
     loss = h.sum()
     with viz.record_grads():
         loss.backward(retain_graph=True)  # saved arrays kept: the drawing sees h_0 is zero
-    g = viz.draw_graph(loss, names={W_xh: "W_xh", W_hh: "W_hh", b: "b"}, show_grads=True,
-                       backward_order=True,
-                       title="h_t = tanh(x_t W_xh + h_{t-1} W_hh + b) over 3 steps, loss = sum(h_2): "
-                             "W_hh is one node with an edge into every step")
-    save_graph(g, out / "tutorial_unrolled.png", written)
+    return {"tutorial_unrolled": viz.draw_graph(
+        loss, names={W_ih: "W_ih", W_hh: "W_hh", b: "b"}, show_grads=True, backward_order=True,
+        grad_range=make_figures.GRAD_RANGE,
+        title="h_t = tanh(x_t W_ih^T + h_{t-1} W_hh^T + b) over 3 steps, loss = sum(h_2): "
+              "W_hh is one node with an edge into every step")}
+
+
+GRAPHS = (scalar_graph, unrolled_graph)
+
+
+def graphs(device: str = "cpu") -> dict:
+    """name -> graphviz.Digraph of the tutorial's graph pictures (what the tests redraw)."""
+    out: dict = {}
+    for make in GRAPHS:
+        out.update(make(device))
+    return out
 
 
 def weight_terms(out: Path, device: str, steps: int, written: list) -> None:
@@ -109,6 +126,7 @@ def weight_terms(out: Path, device: str, steps: int, written: list) -> None:
     fig.savefig(path)
     plt.close(fig)
     written.append(path)
+    make_figures.record(path, "examples/tutorial_figures.py")
 
 
 def vanishing(out: Path, device: str, steps: int, hidden: int, written: list, seed: int = 0) -> None:
@@ -118,6 +136,7 @@ def vanishing(out: Path, device: str, steps: int, hidden: int, written: list, se
     path = vanishing_gradients.plot(flows, steps, hidden, 1.0, out / "tutorial_vanishing.png")
     if path is not None:
         written.append(path)
+        make_figures.record(path, "examples/tutorial_figures.py")
 
 
 def quickstart_plot(out: Path, device: str, smoke: bool, written: list) -> None:
@@ -129,6 +148,7 @@ def quickstart_plot(out: Path, device: str, smoke: bool, written: list) -> None:
             dst = out / "quickstart_training.png"
             shutil.copyfile(src, dst)
             written.append(dst)
+            make_figures.record(dst, "examples/tutorial_figures.py (quickstart.py)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out = tempfile.mkdtemp(prefix="tutorial_figures_") if args.smoke else ROOT / "docs" / "images"
     out = setup(args, NAME)
     written: list = []
-    scalar_graph(out, args.device, written)
-    unrolled_graph(out, args.device, written)
+    for name, graph in graphs(args.device).items():
+        save_graph(graph, out / f"{name}.png", written)
     weight_terms(out, args.device, 8 if args.smoke else 20, written)
     vanishing(out, args.device, 12 if args.smoke else 100, 8 if args.smoke else 32, written, args.seed)
     quickstart_plot(out, args.device, args.smoke, written)

@@ -382,6 +382,64 @@ CATALOGUE: list[Mistake] = [
     M("module-to-bad-device", DEV, "A misspelt device in Module.to",
       "nn.Linear(2, 2).to('gpu')",
       tg.DeviceError, ("'gpu'", "'cuda'")),
+    # --------------------------------------------------------------- issue 12: unclear errors, now clear
+    M("grad-assign-array", TEN, "Assigning a NumPy array as .grad",
+      "w = tg.Tensor([1.0, 2.0], requires_grad=True)\n"
+      "w.grad = np.ones(2)",
+      TypeError, ("grad", "Tensor or None", "ndarray", "tinygrad_rnn.Tensor(array, dtype='float32')")),
+    M("grad-assign-shape", TEN, "Presetting .grad with another shape (it would broadcast in backward)",
+      "w = tg.Tensor([1.0, 2.0], requires_grad=True)\n"
+      "w.grad = tg.zeros(1)",
+      tg.ShapeError, ("grad", "(1,)", "(2,)", "the shape of its tensor")),
+    M("hook-changes-shape", TEN, "A gradient hook that returns another shape",
+      "w = tg.Tensor([1.0, 2.0], requires_grad=True)\n"
+      "w.register_hook(lambda g: g.sum())  # meant: g / g.sum()\n"
+      "(w * 2).sum().backward()",
+      tg.ShapeError, ("hook", "<lambda>", "leaf tensor", "shape ()", "(2,)", "not the shape")),
+    M("tensor-complex-array", TEN, "A complex NumPy array as tensor data",
+      "tg.Tensor(np.fft.rfft(np.ones(4)))",
+      tg.DTypeError, ("Tensor", "complex", "complex128", "a.real", "abs(a)")),
+    M("tensor-object-array", TEN, "An object array (e.g. with a None in it) as tensor data",
+      "tg.Tensor(np.array([1.0, None]))",
+      tg.DTypeError, ("Tensor", "Python objects", "dtype object", "astype('float32')")),
+    M("where-shapes", TEN, "where() with a condition of another shape",
+      "x = tg.randn(2)\n"
+      "tg.where(tg.randn(3) > 0, x, 0.0)",
+      tg.ShapeError, ("where", "cond of shape (3,)", "a of shape (2,)", "a number", "broadcastable")),
+    M("amax-empty", TEN, "The maximum of an empty tensor",
+      "tg.zeros(0).amax()",
+      tg.ShapeError, ("amax", "(0,)", "no elements", "numel()")),
+    M("slice-step-zero", TEN, "A slice with step 0",
+      "tg.randn(3)[::0]",
+      ValueError, ("getitem", "step cannot be zero", "(3,)")),
+    M("arange-step-zero", TEN, "arange with step 0",
+      "tg.arange(0, 1, 0)",
+      ValueError, ("arange", "step must be non-zero", "step=0")),
+    M("cat-scalars", TEN, "Concatenating 0-d tensors (scalars)",
+      "losses = [tg.Tensor(0.5), tg.Tensor(0.25)]\n"
+      "tg.cat(losses)",
+      tg.ShapeError, ("cat", "tensor 0 is 0-d", "tg.stack")),
+    M("scalar-dim", TEN, "A reduction over dim 1 of a 0-d tensor",
+      "tg.Tensor(2.0).sum(1)",
+      IndexError, ("sum", "dim 1", "0 dimension", "0 or -1")),
+    M("optim-state-other-type", OPT, "Loading SGD's state into Adam",
+      "w = tg.Tensor([1.0], requires_grad=True)\n"
+      "sgd = optim.SGD([w], lr=0.1, momentum=0.9)\n"
+      "optim.Adam([w]).load_state_dict(sgd.state_dict())",
+      ValueError, ("Adam.load_state_dict", "'betas'", "momentum", "another optimizer type")),
+    M("save-read-only", CKPT, "Saving over a read-only checkpoint",
+      "tg.save({'v': 1}, 'final.ckpt')\n"
+      "Path('final.ckpt').chmod(0o444)  # protected on purpose\n"
+      "tg.save({'v': 2}, 'final.ckpt')",
+      PermissionError, ("save", "final.ckpt is read-only", "chmod u+w")),
+    M("save-missing-directory", CKPT, "Saving into a directory that does not exist",
+      "tg.save({'v': 1}, 'runs/exp1/model.ckpt')",
+      FileNotFoundError, ("save", "directory runs/exp1 does not exist", "os.makedirs")),
+    M("save-self-reference", CKPT, "Saving a dict that contains itself",
+      "ckpt = {'epoch': 3}\n"
+      "ckpt['meta'] = {'parent': ckpt}\n"
+      "tg.save(ckpt, 'x.ckpt')",
+      ValueError, ("save", "obj['meta']['parent'] is obj itself", "self-reference")),
 ]
 
 

@@ -44,8 +44,9 @@ def test_bptt_tour_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert not errors
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                    for o in c.get("outputs", []) if o.get("output_type") == "stream")
-    assert "max |autodiff - hand BPTT|" in text  # the comparison cell ran and printed
-    assert "the terms sum to W.grad" in text
+    assert "RNN: max |autodiff - hand BPTT|" in text  # the comparison cells ran and printed
+    assert "LSTM: max |autodiff - hand BPTT|" in text
+    assert "the terms sum to W_hh.grad" in text
     drawn = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
              if o.get("output_type") in ("display_data", "execute_result")
              and ("image/svg+xml" in o.get("data", {}) or "text/plain" in o.get("data", {}))]

@@ -1,5 +1,6 @@
 """Checkpoints: round-trips (module + optimizer + RNG + plain values), the no-pickle format,
 atomic writes under simulated crashes, clear errors for damaged files, bit-exact resume."""
+import errno
 import json
 import math
 import os
@@ -212,7 +213,122 @@ def test_killed_process_leaves_old_checkpoint_loadable(tmp_path):
     assert r.returncode == 9, r.stderr.decode()
     np.testing.assert_array_equal(load(path)["v"], np.arange(3))
     leftovers = [n for n in os.listdir(tmp_path) if n != "ckpt.npz"]
-    assert all(n.startswith(".ckpt.npz.") and n.endswith(".tmp") for n in leftovers)
+    assert len(leftovers) == 1
+    assert leftovers[0].startswith(".ckpt.npz.tmp-") and leftovers[0][len(".ckpt.npz.tmp-"):].isdigit()
+    save({"v": np.arange(4)}, path)  # the next save to that path removes the killed save's file
+    assert os.listdir(tmp_path) == ["ckpt.npz"]
+    np.testing.assert_array_equal(load(path)["v"], np.arange(4))
+
+
+def test_stale_temp_of_a_live_process_is_left_alone(tmp_path):
+    """Only files of dead processes are stale: a concurrent save by a live process keeps its file."""
+    path = tmp_path / "ckpt.npz"
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (tmp_path / f".ckpt.npz.tmp-{live.pid}").write_bytes(b"in progress")
+        (tmp_path / ".ckpt.npz.tmp-notapid").write_bytes(b"not ours")
+        save({"v": 1}, path)
+        assert sorted(os.listdir(tmp_path)) == sorted([".ckpt.npz.tmp-notapid",
+                                                        f".ckpt.npz.tmp-{live.pid}", "ckpt.npz"])
+    finally:
+        live.kill()
+        live.wait()
+
+
+# ============================================================================ paths and links
+def test_save_through_a_symlink_updates_the_target(tmp_path):
+    real = tmp_path / "runs" / "real.ckpt"
+    real.parent.mkdir()
+    save({"v": 1}, real)
+    link = tmp_path / "latest.ckpt"
+    link.symlink_to(real)
+    save({"v": 2}, link)
+    assert link.is_symlink() and os.readlink(link) == str(real)  # the link stays a link
+    assert load(real) == {"v": 2} and load(link) == {"v": 2}  # and its target was updated
+    assert sorted(os.listdir(tmp_path)) == ["latest.ckpt", "runs"]
+    assert os.listdir(real.parent) == ["real.ckpt"]
+
+
+def test_save_through_a_dangling_symlink_creates_the_target(tmp_path):
+    link = tmp_path / "latest.ckpt"
+    link.symlink_to(tmp_path / "new.ckpt")
+    save({"v": 3}, link)
+    assert link.is_symlink() and load(tmp_path / "new.ckpt") == {"v": 3}
+
+
+def test_read_only_checkpoint_is_not_replaced(tmp_path):
+    path = tmp_path / "final.ckpt"
+    save({"v": 1}, path)
+    os.chmod(path, 0o444)
+    try:
+        with pytest.raises(PermissionError, match=r"final\.ckpt is read-only") as e:
+            save({"v": 2}, path)
+        assert e.value.filename == str(path)
+        assert load(path) == {"v": 1} and os.listdir(tmp_path) == ["final.ckpt"]
+        link = tmp_path / "link.ckpt"
+        link.symlink_to(path)
+        with pytest.raises(PermissionError, match=r"link\.ckpt \(a link to .*final\.ckpt\) is read-only"):
+            save({"v": 2}, link)
+    finally:
+        os.chmod(path, 0o644)
+
+
+def test_missing_directory_is_named(tmp_path):
+    missing = tmp_path / "no" / "such"
+    with pytest.raises(FileNotFoundError, match=r"directory .*no/such does not exist") as e:
+        save({"v": 1}, missing / "x.ckpt")
+    assert e.value.filename == str(missing) and ".tmp" not in str(e.value)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root may write into a read-only directory")
+def test_read_only_directory_is_named(tmp_path):
+    d = tmp_path / "ro"
+    d.mkdir()
+    os.chmod(d, 0o555)
+    try:
+        with pytest.raises(PermissionError, match=r"directory .*ro \(permission denied\)") as e:
+            save({"v": 1}, d / "x.ckpt")
+        assert e.value.filename == str(d) and ".tmp" not in str(e.value)
+    finally:
+        os.chmod(d, 0o755)
+
+
+def test_read_only_directory_error_is_rewritten(tmp_path, monkeypatch):
+    """The same check on any user (root may write anywhere): a refused temporary file is reported
+    as the directory's problem."""
+    real_open = os.open
+
+    def refuse(p, *a, **k):
+        if ".tmp-" in str(p):
+            raise PermissionError(errno.EACCES, "Permission denied", p)
+        return real_open(p, *a, **k)
+
+    monkeypatch.setattr(serialization.os, "open", refuse)
+    with pytest.raises(PermissionError, match=r"cannot create a file in directory") as e:
+        save({"v": 1}, tmp_path / "x.ckpt")
+    assert e.value.filename == str(tmp_path) and ".tmp" not in str(e.value)
+
+
+def test_directory_as_path_is_named(tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        save({"v": 1}, tmp_path)
+
+
+def test_self_reference_gives_a_clear_error(tmp_path):
+    d = {"a": 1}
+    d["me"] = d
+    with pytest.raises(ValueError, match=r"obj\['me'\] is obj itself") as e:
+        save(d, tmp_path / "x.ckpt")
+    assert not isinstance(e.value, RecursionError)
+    lst = [1]
+    lst.append({"inner": lst})
+    with pytest.raises(ValueError, match=r"obj\[1\]\['inner'\] is obj itself"):
+        save(lst, tmp_path / "x.ckpt")
+    shared = [1, 2]  # the same object twice is not a cycle: saved as two copies
+    save({"a": shared, "b": shared}, tmp_path / "x.ckpt")
+    assert load(tmp_path / "x.ckpt") == {"a": [1, 2], "b": [1, 2]}
+    assert os.listdir(tmp_path) == ["x.ckpt"]
 
 
 # ========================================================================== damaged files

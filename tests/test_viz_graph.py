@@ -46,7 +46,7 @@ def edges_from(source, nid):
 
 def test_one_cluster_per_time_step_in_time_order():
     _, _, loss = unroll(T=5)
-    src = viz.draw_graph(loss).source
+    src = viz.draw_graph(loss, steps="all").source
     labels = re.findall(r'label="t = (\d+)"', src)
     assert labels == ["0", "1", "2", "3", "4"]
     assert src.count("subgraph cluster_") == 5
@@ -85,10 +85,10 @@ def test_builtin_layer_tags_steps_and_names_parameters():
 def test_multilayer_layer_clusters_and_module_clusters():
     lstm = nn.LSTM(3, 4, num_layers=2)
     out, _ = lstm(tg.randn(3, 2, 3))
-    src = viz.draw_graph(out.sum()).source
+    src = viz.draw_graph(out.sum(), steps="all").source
     assert 'label="layer 0"' in src and 'label="layer 1"' in src
     assert len(re.findall(r'label="t = \d+"', src)) == 6  # 3 steps in each of 2 layers
-    src_m = viz.draw_graph(out.sum(), cluster="module").source
+    src_m = viz.draw_graph(out.sum(), cluster="module", steps="all").source
     assert 'label=LSTM' in src_m or 'label="LSTM"' in src_m
     assert "t = " not in src_m
     both = viz.draw_graph(out.sum(), cluster="time+module").source
@@ -138,7 +138,7 @@ def test_collapse_keeps_first_and_last_steps_and_accounts_for_every_edge():
     # the recurrence passes through the summary: step k-1 -> summary -> step T-k
     assert any(e.dst == sid and col.nodes[e.src].step == k - 1 for e in col.edges)
     assert any(e.src == sid and col.nodes[e.dst].step == T - k for e in col.edges)
-    src = viz.draw_graph(loss, collapse=k).source
+    src = viz.draw_graph(loss, collapse=k, steps="all").source
     assert f"{T - 2 * k} steps hidden (t = {k} .. {T - k - 1})" in src
     assert len(re.findall(r'label="t = \d+"', src)) == 2 * k
     # nothing to collapse: the graph is unchanged
@@ -267,9 +267,25 @@ def test_truncated_bptt_cut_is_marked():
     (e,) = [e for e in tr.edges if e.src == cut.id]
     assert tr.nodes[e.dst].step == 3 and e.kind == "cut"
     loss.backward()
-    # after backward the saved state is freed: the mark stays, with an honest label
-    assert "state without gradient" in viz.draw_graph(loss).source
+    # after backward the saved state is freed: the drawing keeps what it saw before
+    assert viz.draw_graph(loss).source == src
     assert "gradient stops" not in viz.draw_graph(loss, show_cut=False).source
+    # never drawn before backward: a neutral box, not a cut
+    _, _, fresh = unroll(T=3, h0=tg.randn(2, 4))
+    fresh.backward()
+    after = viz.draw_graph(fresh).source
+    assert "state given without gradient" in after and "gradient stops" not in after
+
+
+def test_initial_state_looks_the_same_before_and_after_backward():
+    lstm = nn.LSTM(3, 4)
+    out, _ = lstm(tg.randn(4, 2, 3))
+    loss = out[-1].sum()
+    before = viz.draw_graph(loss, steps="all").source
+    loss.backward()
+    after = viz.draw_graph(loss, steps="all").source
+    assert before == after
+    assert "initial state = 0" in after and "octagon" not in after and "gradient stops" not in after
 
 
 def test_state_that_requires_grad_is_not_a_cut():
@@ -285,7 +301,7 @@ def test_names_values_and_saved_shapes():
     cell, hs, loss = unroll(T=2, B=1, H=2)
     src = viz.draw_graph(loss, model=cell, names={hs[0]: "h_0"}, show_values=True,
                          show_saved=True).source
-    assert "h_0 = tanh" in src
+    assert "h_0\\ntanh" in src
     b = cell.b.numpy()
     assert np.array2string(b, precision=3, separator=", ", suppress_small=True) in src
     assert "saves (1, 2)" in src

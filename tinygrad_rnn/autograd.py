@@ -19,7 +19,8 @@ import traceback
 from typing import Any, Callable, Iterable, Sequence
 
 from . import backend
-from .errors import AnomalyError, GradError, GraphFreedError, InplaceError, ShapeError, fmt_shape
+from .errors import (AnomalyError, DTypeError, GradError, GraphFreedError, InplaceError, ShapeError,
+                     dtype_problem, fmt_shape)
 from .tensor import Tensor, last_write, write_clock
 
 _np = backend.np  # NumPy, named here only for the CPU fast paths (type checks, errstate)
@@ -466,7 +467,7 @@ class Function:
             self._anomaly_forward(inputs, xs, (y,))
         out = _new(Tensor)
         out.data = y
-        out.grad = out.name = out._hooks = None
+        out._grad = out.name = out._hooks = None
         out.out_index = 0
         if y.base is not None or y is x0:  # maybe a view of an input (reshape, getitem, .T...)
             _share_version(out, inputs, xs)
@@ -640,8 +641,11 @@ def _explain(op: str, inputs: Sequence[Any], xs: list, e: Exception) -> Exceptio
                 return de
     if isinstance(e, ValueError):
         shapes = " and ".join(fmt_shape(x.shape) for x in xs)
-        return ShapeError(f"{op}: cannot combine shapes {shapes} ({e}); shapes must be equal or "
-                          f"broadcastable (sizes match or are 1, aligned from the right)")
+        if "broadcast" in str(e) or "shape" in str(e):
+            return ShapeError(f"{op}: cannot combine shapes {shapes} ({e}); shapes must be equal or "
+                              f"broadcastable (sizes match or are 1, aligned from the right)")
+        dtypes = " and ".join(str(x.dtype) for x in xs)  # not a shape problem: say what NumPy said
+        return ValueError(f"{op}: {e} (inputs of shape {shapes}, dtype {dtypes})")
     return e
 
 
@@ -652,6 +656,9 @@ def _const_like(value: Any, ref: Any, op: str) -> Tensor:
     if isinstance(value, _np.generic):  # a NumPy scalar counts as a number, not as an array
         value = value.item()
     if backend.is_array(value):
+        problem = dtype_problem(value.dtype, op)
+        if problem:
+            raise DTypeError(problem)
         if backend.device_of(value) != backend.device_of(ref):
             raise backend.DeviceError(f"{op}: array on {backend.device_of(value)} combined with a tensor on "
                                       f"{backend.device_of(ref)}; move one with .to(device)")
@@ -659,7 +666,9 @@ def _const_like(value: Any, ref: Any, op: str) -> Tensor:
     if isinstance(value, (bool, int, float)) or hasattr(value, "__float__"):
         dt = ref.dtype
         if dt.kind in "iub" and isinstance(value, float):
-            dt = _np.dtype("float32")
+            dt = _np.dtype("float32")  # int tensor * 0.5: the default float dtype, as in PyTorch
+        elif dt.kind == "b" and not isinstance(value, bool):
+            dt = _np.dtype("int64")  # bool tensor + 2 counts, as in PyTorch (not a logical or)
         return _make(xp.asarray(value, dtype=dt), False)
     raise TypeError(f"{op}: cannot combine a Tensor with {type(value).__name__} {value!r}; "
                     f"pass a Tensor, a number or an array")
@@ -958,24 +967,25 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
                 for hook in leaf._hooks:
                     r = hook(_wrap(g))
                     if r is not None:
-                        g = _unwrap(r, fast)
+                        g = _hook_grad(hook, r, g, "a leaf tensor", fast)
                         owned.discard((leaf, 0))
             if want:
                 pos = want.get(id(leaf))
                 if pos is not None:
                     captured[pos] = g
                 continue
-            if leaf.grad is None:
+            old = leaf._grad  # the engine's own values: no need for the checking setter
+            if old is None:
                 if fast:
-                    leaf.grad = _make(g if (leaf, 0) in owned else g.copy(), False)
+                    leaf._grad = _make(g if (leaf, 0) in owned else g.copy(), False)
                 else:
-                    leaf.grad = g
+                    leaf._grad = g
             elif fast:
-                leaf.grad.data += g
-                if hasattr(leaf.grad, "_version"):  # someone shares it: count the write
-                    leaf.grad._bump_version()
+                old.data += g
+                if hasattr(old, "_version"):  # someone shares it: count the write
+                    old._bump_version()
             else:
-                leaf.grad = leaf.grad + g
+                leaf._grad = old + g
     finally:
         _set_state(_state().replace(grad_enabled=st.grad_enabled, fast=st.fast))
         paused.__exit__()
@@ -1035,6 +1045,23 @@ def _norm(g: Any) -> float | None:
     return float(xp.sqrt((a.astype(xp.float64) ** 2).sum()))
 
 
+def _hook_grad(hook: Any, r: Any, g: Any, what: str, fast: bool) -> Any:
+    """A hook's replacement gradient, refused at the hook (as in PyTorch) if it does not fit."""
+    name = getattr(hook, "__qualname__", type(hook).__name__)
+    if not hasattr(r, "shape") or not hasattr(r, "dtype"):
+        raise TypeError(f"hook {name!r} on {what} returned a {type(r).__name__}; a hook returns the "
+                        f"replacement gradient (a Tensor) or None to keep the gradient")
+    if tuple(r.shape) != tuple(g.shape):
+        raise ShapeError(f"hook {name!r} on {what} returned a gradient of shape {fmt_shape(r.shape)} "
+                         f"for a gradient of shape {fmt_shape(g.shape)}; a hook may change the values, "
+                         f"not the shape")
+    if r.dtype != g.dtype:
+        raise DTypeError(f"hook {name!r} on {what} returned a {r.dtype} gradient for a {g.dtype} "
+                         f"gradient (shape {fmt_shape(g.shape)}); return it as {g.dtype}, e.g. "
+                         f"new.to(dtype={str(g.dtype)!r})")
+    return _unwrap(r, fast)
+
+
 def _run_post(fn: Function, gys: list, fast: bool) -> list:
     """Hooks and retain_grad() of non-leaf outputs: their gradient is final when fn is popped."""
     gys = list(gys)
@@ -1045,12 +1072,12 @@ def _run_post(fn: Function, gys: list, fast: bool) -> list:
         for hook in hooks:
             r = hook(_wrap(g))
             if r is not None:
-                g = _unwrap(r, fast)
+                g = _hook_grad(hook, r, g, f"output {i} of {fn.name!r}", fast)
         gys[i] = g
         t = ref() if ref is not None else None
         if t is not None:
             gd = _make(g.copy(), False) if fast else g
-            t.grad = gd if t.grad is None else t.grad + gd
+            t._grad = gd if t._grad is None else t._grad + gd
     return gys
 
 

@@ -117,6 +117,9 @@ def arange(start: float, end: float | None = None, step: float = 1, dtype: Any =
            device: Any = None, requires_grad: bool = False) -> Tensor:
     if end is None:
         start, end = 0, start
+    if step == 0:
+        raise ValueError(f"arange: step must be non-zero, got step={step} (start={start}, end={end}); "
+                         f"the values go from start towards end in increments of step")
     dev = backend.normalize_device(device)
     is_int = all(isinstance(v, int) for v in (start, end, step))
     dt = as_dtype(dtype) if dtype is not None else (as_dtype("int64") if is_int else float32)

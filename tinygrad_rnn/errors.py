@@ -44,3 +44,19 @@ class CheckpointError(TinygradRNNError, ValueError):
 def fmt_shape(shape: tuple) -> str:
     """(3, 4) -> '(3, 4)', () -> '()' (a scalar)."""
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def dtype_problem(dtype: object, what: str) -> str | None:
+    """Why an array of this (NumPy/CuPy) dtype cannot be tensor data, or None if it can: tensors
+    hold bools, integers and floats only."""
+    kind = getattr(dtype, "kind", None)
+    if kind in ("b", "i", "u", "f"):
+        return None
+    if kind == "c":
+        return (f"{what}: complex data (dtype {dtype}) is not supported; tensors hold bools, "
+                f"integers and floats: keep the real part (a.real) or the magnitude (abs(a))")
+    if kind == "O":
+        return (f"{what}: an array of Python objects (dtype object) is not numeric data; it usually "
+                f"comes from mixed or ragged values; convert it with a.astype('float32') or fix the rows")
+    return (f"{what}: cannot make a numeric tensor from dtype {dtype}; the data must hold numbers or "
+            f"bools")

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 from . import autograd, backend
 from .autograd import Function
 from .errors import DTypeError, ShapeError, fmt_shape
-from .tensor import Tensor, as_dtype
+from .tensor import Tensor, as_dtype, float32
 
 _make = Tensor._make
 OPS: dict[str, type] = {}
@@ -40,7 +40,7 @@ def _scalar(value: float, like: Any) -> Any:
     """`value` as a cached 0-d array of like's dtype and array type: NumPy multiplies an array by
     a 0-d array about twice as fast as by a Python float (no per-call scalar conversion)."""
     a = like.data if isinstance(like, Tensor) else like
-    dt = a.dtype if a.dtype.kind == "f" else backend.np.dtype("float64")  # int * 0.5 is a float
+    dt = a.dtype if a.dtype.kind == "f" else float32  # int * 0.5 is a float (the default float32)
     key = (value, dt, a.__class__)
     c = _SCALARS.get(key)
     if c is None:
@@ -49,20 +49,40 @@ def _scalar(value: float, like: Any) -> Any:
 
 
 def _norm_dim(dim: int, ndim: int, op: str) -> int:
-    if not -ndim <= dim < _b.max(ndim, 1):
+    """dim in -ndim..ndim-1 -> 0..ndim-1. A 0-d tensor accepts dim 0 and -1, as in PyTorch (it
+    counts as having one dimension of size 1 there)."""
+    n = _b.max(ndim, 1)
+    if not -n <= dim < n:
+        valid = "0 or -1 for a 0-d tensor" if ndim == 0 else f"{-ndim}..{ndim - 1}"
         raise IndexError(f"{op}: dim {dim} is out of range for a tensor with {ndim} dimension(s) "
-                         f"(valid: {-ndim}..{ndim - 1})")
-    return dim % ndim if ndim else 0
+                         f"(valid: {valid})")
+    return dim % n
 
 
 def _norm_dims(dim: Any, ndim: int, op: str) -> tuple | None:
+    """The reduced dims, sorted; () for a 0-d tensor (reducing over dim 0 or -1 of a scalar
+    leaves it as it is, as in PyTorch)."""
     if dim is None:
         return None
     dims = (dim,) if isinstance(dim, int) else tuple(dim)
     out = tuple(sorted(_norm_dim(d, ndim, op) for d in dims))
     if len(set(out)) != len(out):
         raise ValueError(f"{op}: dim {dim} repeats a dimension")
-    return out
+    return out if ndim else ()
+
+
+def _promote(a: Any, b: Any, true_div: bool = False) -> tuple:
+    """PyTorch's type promotion where NumPy's differs: an integer or bool array meeting a float
+    array takes the float's dtype (NumPy makes int64 with float32 float64), and true division of
+    two integer arrays gives the default float dtype, float32 (NumPy: float64)."""
+    fa, fb = a.dtype.kind == "f", b.dtype.kind == "f"
+    if fa and not fb:
+        return a, b.astype(a.dtype)
+    if fb and not fa:
+        return a.astype(b.dtype), b
+    if true_div and not fa:
+        return a.astype(float32), b.astype(float32)
+    return a, b
 
 
 def _shape_arg(shape: tuple) -> tuple:
@@ -77,6 +97,8 @@ def _shape_arg(shape: tuple) -> tuple:
 class Add(Function):
     broadcasts = True
     def forward(self, a, b):
+        if a.dtype is not b.dtype:
+            a, b = _promote(a, b)
         return a + b
 
     def backward(self, gy):
@@ -87,6 +109,8 @@ class Add(Function):
 class Sub(Function):
     broadcasts = True
     def forward(self, a, b):
+        if a.dtype is not b.dtype:
+            a, b = _promote(a, b)
         return a - b
 
     def backward(self, gy):
@@ -100,6 +124,8 @@ class Mul(Function):
     save_inputs = (0, 1)
 
     def forward(self, a, b):
+        if a.dtype is not b.dtype:
+            a, b = _promote(a, b)
         return a * b
 
     def backward(self, gy):
@@ -122,6 +148,8 @@ class Div(Function):
     save_output = True
 
     def forward(self, a, b):
+        if a.dtype is not b.dtype or a.dtype.kind != "f":
+            a, b = _promote(a, b, true_div=True)
         return a / b
 
     def backward(self, gy):
@@ -139,6 +167,8 @@ class Pow(Function):
     save_output = True
 
     def forward(self, a, b):
+        if a.dtype is not b.dtype:
+            a, b = _promote(a, b)
         return a ** b
 
     def backward(self, gy):
@@ -173,6 +203,8 @@ class _Pairwise(Function):
     broadcasts = True
 
     def forward(self, a, b):
+        if a.dtype is not b.dtype:
+            a, b = _promote(a, b)
         y = self.pick(self.xp, a, b)
         w = self.wins(a, b).astype(y.dtype if y.dtype.kind == "f" else "float64")
         w += 0.5 * (a == b)
@@ -216,6 +248,8 @@ class Where(Function):
         self.cond = cond
 
     def forward(self, a, b):
+        if a.__class__ is b.__class__ and a.dtype is not b.dtype:  # backward passes a Python 0
+            a, b = _promote(a, b)
         return self.xp.where(self.cond, a, b)
 
     def backward(self, gy):
@@ -241,6 +275,8 @@ class Exp(Function):
     save_output = True
 
     def forward(self, x):
+        if x.dtype.kind != "f":  # integers give the default float dtype, as in PyTorch
+            x = x.astype(float32)
         return self.xp.exp(x)
 
     def backward(self, gy):
@@ -253,6 +289,8 @@ class Log(Function):
     save_inputs = (0,)
 
     def forward(self, x):
+        if x.dtype.kind != "f":  # integers give the default float dtype, as in PyTorch
+            x = x.astype(float32)
         return self.xp.log(x)
 
     def backward(self, gy):
@@ -265,6 +303,8 @@ class Sqrt(Function):
     save_output = True
 
     def forward(self, x):
+        if x.dtype.kind != "f":  # integers give the default float dtype, as in PyTorch
+            x = x.astype(float32)
         return self.xp.sqrt(x)
 
     def backward(self, gy):
@@ -288,6 +328,8 @@ class Tanh(Function):
     save_output = True
 
     def forward(self, x):
+        if x.dtype.kind != "f":  # integers give the default float dtype, as in PyTorch
+            x = x.astype(float32)
         return self.xp.tanh(x)
 
     def backward(self, gy):
@@ -305,6 +347,8 @@ class Sigmoid(Function):
     save_output = True
 
     def forward(self, x):
+        if x.dtype.kind != "f":
+            x = x.astype(float32)
         half = _scalar(0.5, x)
         y = self.xp.tanh(x * half)
         y *= half
@@ -525,8 +569,14 @@ def _prepare_index(index: Any, x: Tensor) -> tuple:
     for i in index:
         if isinstance(i, Tensor):
             i = i.data
+        elif isinstance(i, slice) and i.step == 0:
+            raise ValueError(f"getitem: slice step cannot be zero (index {i}, tensor shape "
+                             f"{fmt_shape(x.shape)}); use a positive step, or a negative one to reverse")
         elif isinstance(i, (list,)) or backend.is_cpu_array(i) and x.device != "cpu":
-            i = backend.to_device(backend.np.asarray(i), x.device)
+            a = backend.np.asarray(i)
+            if a.size == 0 and isinstance(i, list):  # [] selects nothing (NumPy reads it as float64)
+                a = a.astype("int64")
+            i = backend.to_device(a, x.device)
         if backend.is_array(i):
             if i.dtype.kind == "f":
                 raise IndexError(f"getitem: tensors used as indices must be integer or bool, got "
@@ -801,8 +851,18 @@ def maximum(a, b): return Maximum()(a, b)
 def minimum(a, b): return Minimum()(a, b)
 
 
+def _number(v: Any) -> Any:
+    """A Python int or float for a number of any kind: NumPy 2 keeps the dtype of a NumPy scalar
+    (float32 array ** np.float64(2) is float64), Python numbers adapt to the array."""
+    return float(v) if isinstance(v, float) else int(v)
+
+
 def pow(x, exponent):  # noqa: A001 - PyTorch's name
     if isinstance(x, Tensor) and isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
+        if exponent.__class__ is not int and exponent.__class__ is not float:
+            exponent = _number(exponent)  # np.float64 is a float subclass
+        if exponent.__class__ is float and x.data.dtype.kind != "f":
+            x = Cast(float32)(x)  # int ** 0.5: the default float dtype, as in PyTorch
         return PowScalar(exponent)(x)
     return Pow()(x, exponent)
 
@@ -826,11 +886,24 @@ def matmul(a, b):
 def clamp(x, min=None, max=None):  # noqa: A002 - PyTorch's names
     if min is None and max is None:
         raise ValueError("clamp: give at least one of min and max")
-    return Clamp(min, max)(x)
+    x = _t(x, "clamp")
+    bounds = []
+    for name, v in (("min", min), ("max", max)):
+        if v is not None:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) and not (
+                    backend.is_array(v) and v.ndim == 0 and v.dtype.kind in "iuf"):
+                raise TypeError(f"clamp: {name} must be a number, got {type(v).__name__}; for "
+                                f"elementwise bounds use tg.maximum(x, lo) and tg.minimum(x, hi)")
+            v = _number(v.item() if backend.is_array(v) else v)
+        bounds.append(v)
+    lo, hi = bounds
+    if x.data.dtype.kind != "f" and (lo.__class__ is float or hi.__class__ is float):
+        x = Cast(float32)(x)  # an integer tensor clamped to a float bound is float32, as in PyTorch
+    return Clamp(lo, hi)(x)
 
 
 def where(cond, a, b):
-    """a where cond is True, else b (a and b broadcast; cond is a bool Tensor or array)."""
+    """a where cond is True, else b (cond, a and b broadcast; cond is a bool Tensor or array)."""
     ref = a if isinstance(a, Tensor) else b
     c = cond.data if isinstance(cond, Tensor) else cond
     if not backend.is_array(c):
@@ -840,7 +913,13 @@ def where(cond, a, b):
     if isinstance(ref, Tensor) and backend.device_of(c) != ref.device:
         raise backend.DeviceError(f"where: cond is on {backend.device_of(c)} but the values are on "
                                   f"{ref.device}; move cond with .to({ref.device!r})")
-    return Where(c)(a, b)
+    try:
+        return Where(c)(a, b)
+    except ShapeError:
+        shapes = [fmt_shape(v.shape) if hasattr(v, "shape") else "() (a number)" for v in (a, b)]
+        raise ShapeError(f"where: cannot broadcast cond of shape {fmt_shape(c.shape)}, a of shape "
+                         f"{shapes[0]} and b of shape {shapes[1]} together; the three shapes must be "
+                         f"equal or broadcastable (sizes match or are 1, aligned from the right)") from None
 
 
 def sum(x, dim=None, keepdim=False):  # noqa: A001 - PyTorch's name
@@ -857,12 +936,44 @@ def mean(x, dim=None, keepdim=False):
     return Sum(dims, keepdim)(x) / n
 
 
+def _extremum_dims(x: Tensor, dim: Any, op: str) -> tuple | None:
+    x = _t(x, op)
+    dims = _norm_dims(dim, x.ndim, op)
+    if x.data.size == 0:
+        empty = [d for d in (range(x.ndim) if dims is None else dims) if x.shape[d] == 0]
+        if empty:
+            what = "has no elements" if dims is None else f"has size 0 in dim {empty[0]}"
+            raise ShapeError(f"{op}: the tensor of shape {fmt_shape(x.shape)} {what}, and an empty set "
+                             f"has no {'maximum' if op == 'amax' else 'minimum'}; reduce over a dim "
+                             f"whose size is not 0, or check numel() first")
+    return dims
+
+
 def amax(x, dim=None, keepdim=False):
-    return Amax(_norm_dims(dim, x.ndim, "amax"), keepdim)(x)
+    return Amax(_extremum_dims(x, dim, "amax"), keepdim)(x)
 
 
 def amin(x, dim=None, keepdim=False):
-    return Amin(_norm_dims(dim, x.ndim, "amin"), keepdim)(x)
+    return Amin(_extremum_dims(x, dim, "amin"), keepdim)(x)
+
+
+def logsumexp(x, dim=-1, keepdim=False):
+    """log(sum(exp(x), dim)), computed as m + log(sum(exp(x - m))) with m = max(x) (no overflow).
+    m is a constant (detached): the result does not depend on it, so neither does the gradient."""
+    m = amax(x, dim, keepdim=True).detach()
+    y = (x - m).exp().sum(dim, keepdim=True).log() + m
+    return y if keepdim else y.squeeze(dim)
+
+
+def log_softmax(x, dim=-1):
+    """x - logsumexp(x): stable for large logits."""
+    return x - logsumexp(x, dim, keepdim=True)
+
+
+def softmax(x, dim=-1):
+    """exp(x - max) / sum(exp(x - max))."""
+    e = (x - amax(x, dim, keepdim=True).detach()).exp()
+    return e / e.sum(dim, keepdim=True)
 
 
 MaxMin = namedtuple("MaxMin", ["values", "indices"])
@@ -919,6 +1030,8 @@ def permute(x, *dims):
 
 def transpose(x, dim0, dim1):
     d0, d1 = _norm_dim(dim0, x.ndim, "transpose"), _norm_dim(dim1, x.ndim, "transpose")
+    if x.ndim == 0:  # transpose(0, -1) of a scalar is the scalar, as in PyTorch
+        return x
     dims = list(range(x.ndim))
     dims[d0], dims[d1] = dims[d1], dims[d0]
     return Permute(tuple(dims))(x)
@@ -961,6 +1074,11 @@ def getitem(x, index):
     return GetItem(_prepare_index(index, x))(x)
 
 
+def _has_dims(x: Tensor, op: str, fix: str) -> None:
+    if x.ndim == 0:
+        raise ShapeError(f"{op}: a 0-d tensor (a scalar) has no dimension to {op} along; {fix}")
+
+
 def _tensor_list(tensors: Sequence[Tensor], op: str) -> list:
     ts = list(tensors)
     if not ts:
@@ -974,6 +1092,10 @@ def _tensor_list(tensors: Sequence[Tensor], op: str) -> list:
 def cat(tensors, dim=0):
     """Concatenate along an existing dim (PyTorch's torch.cat)."""
     ts = _tensor_list(tensors, "cat")
+    for k, t in enumerate(ts):
+        if t.ndim == 0:
+            raise ShapeError(f"cat: tensor {k} is 0-d (a scalar) and has no dimension to concatenate "
+                             f"along; join scalars with tg.stack(tensors), or reshape each to (1,)")
     return Cat(_norm_dim(dim, ts[0].ndim, "cat"))(*ts)
 
 
@@ -985,6 +1107,7 @@ def stack(tensors, dim=0):
 
 def split(x, split_size_or_sections, dim=0):
     """PyTorch semantics: an int is the size of each piece (last may be smaller); a list gives sizes."""
+    _has_dims(x, "split", "reshape it to (1,) first")
     d = _norm_dim(dim, x.ndim, "split")
     n = x.shape[d]
     if isinstance(split_size_or_sections, int):
@@ -1007,6 +1130,8 @@ def chunk(x, chunks, dim=0):
     if chunks <= 0:
         raise ValueError(f"chunk: chunks must be positive, got {chunks}")
     shape = x.data.shape
+    if not shape:
+        _has_dims(x, "chunk", "reshape it to (1,) first")
     d = dim if 0 <= dim < len(shape) else _norm_dim(dim, len(shape), "chunk")
     n = shape[d]
     if n % chunks == 0 and chunks > 1:  # the common case (gates of an RNN cell), kept lean
@@ -1015,6 +1140,7 @@ def chunk(x, chunks, dim=0):
 
 
 def unbind(x, dim=0):
+    _has_dims(x, "unbind", "it is already a single element (use x.item() or x itself)")
     return Unbind(_norm_dim(dim, x.ndim, "unbind"))(x)
 
 
@@ -1073,6 +1199,7 @@ def _bind() -> None:
                         abs=abs, tanh=tanh, sigmoid=sigmoid, relu=relu, clone=clone, pow=pow,
                         matmul=matmul, clamp=clamp, clip=clamp, maximum=maximum, minimum=minimum,
                         sum=sum, mean=mean, amax=amax, amin=amin, max=max, min=min, argmax=argmax,
+                        softmax=softmax, log_softmax=log_softmax, logsumexp=logsumexp,
                         argmin=argmin, reshape=reshape, view=reshape, flatten=flatten,
                         permute=permute, transpose=transpose, expand=expand,
                         broadcast_to=broadcast_to, sum_to=sum_to, unsqueeze=unsqueeze,

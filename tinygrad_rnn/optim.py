@@ -169,6 +169,12 @@ class Optimizer:
                              f"this optimizer has {len(self.param_groups)}")
         params = []
         for gi, (sg, g) in enumerate(zip(saved, self.param_groups)):
+            missing = sorted(set(self.defaults) - set(sg))
+            if missing:  # e.g. SGD's state loaded into Adam (its step would miss 'exp_avg')
+                theirs = sorted(set(sg) - {"params"})
+                raise ValueError(f"{name}.load_state_dict: param group {gi} of the state dict lacks "
+                                 f"{name}'s hyperparameters {missing} (it has {theirs}): it was saved "
+                                 f"by another optimizer type; load it into the optimizer type that saved it")
             if len(sg["params"]) != len(g["params"]):
                 raise ValueError(f"{name}.load_state_dict: param group {gi} has {len(sg['params'])} "
                                  f"parameters in the state dict but {len(g['params'])} here; was the "

@@ -4,14 +4,17 @@ Imports: numpy, backend, tensor, errors (besides backend, the only module allowe
 for file I/O). Format: a NumPy .npz (zip) archive holding one .npy member per array and a JSON
 manifest (member "__manifest__", a uint8 array of UTF-8 bytes) that describes the nested structure
 and refers to the arrays by member name. Loading uses np.load(allow_pickle=False) and json, so a
-checkpoint file can never run code. Writes go to a temporary file in the target's directory, are
-fsync'ed, then atomically renamed over the target: a crash leaves the old checkpoint intact.
+checkpoint file can never run code. Writes go to a temporary file in the target's directory
+(`.<name>.tmp-<pid>`), are fsync'ed, then atomically renamed over the target: a crash leaves the old
+checkpoint intact, and the next save to that path removes the temporary file a killed save left.
+A symlink is written through (its target is replaced, the link stays), as torch.save does.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
-import tempfile
+import stat
 import zipfile
 from collections import OrderedDict
 from typing import Any, BinaryIO
@@ -28,8 +31,9 @@ MANIFEST = "__manifest__"
 
 
 # ====================================================================================== encode
-def _encode(obj: Any, arrays: dict, path: str) -> Any:
-    """A JSON-able description of `obj`; arrays are moved into `arrays` under names a0, a1, ..."""
+def _encode(obj: Any, arrays: dict, path: str, inside: dict | None = None) -> Any:
+    """A JSON-able description of `obj`; arrays are moved into `arrays` under names a0, a1, ...
+    `inside` maps id() of the containers being encoded to their paths (to catch a cycle)."""
     def array(a: Any, kind: str) -> dict:
         a = backend.to_numpy(a)
         if a.dtype.hasobject:
@@ -53,20 +57,33 @@ def _encode(obj: Any, arrays: dict, path: str) -> Any:
         return d
     if backend.is_array(obj):
         return array(obj, "scalar" if isinstance(obj, np.generic) else "array")
-    if isinstance(obj, (dict, OrderedDict)):
+    if isinstance(obj, (dict, list, tuple)):
+        inside = {} if inside is None else inside
+        if id(obj) in inside:
+            raise ValueError(f"save: {path} is {inside[id(obj)]} itself (the object refers to itself), "
+                             f"so it cannot be written as a tree; save a copy without the "
+                             f"self-reference (e.g. only the state dicts)")
+        inside[id(obj)] = path
+        try:
+            return _encode_container(obj, arrays, path, inside)
+        finally:
+            del inside[id(obj)]
+    raise TypeError(f"save: {path} is a {type(obj).__name__}, which a checkpoint cannot hold; save "
+                    f"state dicts (module.state_dict(), optimizer.state_dict()) and plain dicts, "
+                    f"lists, tuples, numbers, strings, None, Tensors and arrays")
+
+
+def _encode_container(obj: Any, arrays: dict, path: str, inside: dict) -> Any:
+    if isinstance(obj, dict):
         items = []
         for k, v in obj.items():
             if not (k is None or isinstance(k, (str, int, float, bool))):
                 raise TypeError(f"save: {path} has a key of type {type(k).__name__} ({k!r}); keys must "
                                 f"be str, int, float, bool or None")
-            items.append([_encode(k, arrays, path), _encode(v, arrays, f"{path}[{k!r}]")])
+            items.append([_encode(k, arrays, path), _encode(v, arrays, f"{path}[{k!r}]", inside)])
         return {"t": "odict" if isinstance(obj, OrderedDict) else "dict", "items": items}
-    if isinstance(obj, (list, tuple)):
-        return {"t": "tuple" if isinstance(obj, tuple) else "list",
-                "items": [_encode(v, arrays, f"{path}[{i}]") for i, v in enumerate(obj)]}
-    raise TypeError(f"save: {path} is a {type(obj).__name__}, which a checkpoint cannot hold; save "
-                    f"state dicts (module.state_dict(), optimizer.state_dict()) and plain dicts, "
-                    f"lists, tuples, numbers, strings, None, Tensors and arrays")
+    return {"t": "tuple" if isinstance(obj, tuple) else "list",
+            "items": [_encode(v, arrays, f"{path}[{i}]", inside) for i, v in enumerate(obj)]}
 
 
 def _write_npz(f: BinaryIO, arrays: dict) -> None:
@@ -84,15 +101,25 @@ def save(obj: Any, path: str | os.PathLike) -> None:
     arrays: dict = {}
     manifest = {"format": FORMAT, "version": VERSION, "root": _encode(obj, arrays, "obj")}
     arrays[MANIFEST] = np.frombuffer(json.dumps(manifest).encode("utf-8"), dtype=np.uint8)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    target = os.path.realpath(path)  # through a symlink: replace its target, keep the link
+    directory, name = os.path.split(target)
+    _check_writable(path, target, directory)
+    _remove_stale_temps(directory, name)
+    tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except PermissionError:
+        given = os.path.dirname(path)
+        shown = given if given and os.path.abspath(given) == directory else directory
+        raise PermissionError(errno.EACCES, f"save: cannot create a file in directory {shown} "
+                              f"(permission denied); save somewhere writable", shown) from None
     try:
         with os.fdopen(fd, "wb") as f:
             _write_npz(f, arrays)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _mode_for(path))  # mkstemp makes the file private (0600)
-        os.replace(tmp, path)
+        os.chmod(tmp, _mode_for(target))  # the temporary file is private (0600) until complete
+        os.replace(tmp, target)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -100,6 +127,56 @@ def save(obj: Any, path: str | os.PathLike) -> None:
             pass
         raise
     _fsync_dir(directory)
+
+
+def _check_writable(path: str, target: str, directory: str) -> None:
+    """Refuse before writing anything, naming what is wrong (not the hidden temporary file)."""
+    if not os.path.isdir(directory):
+        given = os.path.dirname(path)  # as the user wrote it, unless a link led elsewhere
+        shown = given if given and os.path.abspath(given) == directory else directory
+        raise FileNotFoundError(errno.ENOENT, f"save: directory {shown} does not exist; create it "
+                                f"first (os.makedirs({shown!r}, exist_ok=True))", shown)
+    if os.path.isdir(target):
+        raise IsADirectoryError(errno.EISDIR, f"save: {path} is a directory; give a file name", path)
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return
+    # a replace would succeed in a writable directory, but a read-only file says "keep me"
+    # (checked by mode bits too: root passes os.access)
+    if not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) or not os.access(target, os.W_OK):
+        shown = path if not os.path.islink(path) else f"{path} (a link to {target})"
+        raise PermissionError(errno.EACCES, f"save: {shown} is read-only, so it is not replaced; make "
+                              f"it writable (chmod u+w) or save under another name", path)
+
+
+def _remove_stale_temps(directory: str, name: str) -> None:
+    """Remove `.<name>.tmp-<pid>` files whose process is gone (a save killed mid-write)."""
+    prefix = f".{name}.tmp-"
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.startswith(prefix) or not entry[len(prefix):].isdigit():
+            continue
+        pid = int(entry[len(prefix):])
+        if pid != os.getpid() and _alive(pid):
+            continue  # another process is saving to the same path right now
+        try:
+            os.unlink(os.path.join(directory, entry))
+        except OSError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's), or cannot tell: leave its file alone
+    return True
 
 
 def _mode_for(path: str) -> int:

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import backend
-from .errors import DTypeError, InplaceError, ShapeError, fmt_shape
+from .errors import DTypeError, InplaceError, ShapeError, dtype_problem, fmt_shape
 
 float32 = np.dtype("float32")
 float64 = np.dtype("float64")
@@ -42,6 +42,23 @@ def as_dtype(dtype: Any) -> np.dtype:
         raise DTypeError(f"dtype {dtype!r} is not understood; use e.g. 'float32' or tinygrad_rnn.float64") from None
 
 
+def _check_grad(t: "Tensor", g: Any) -> None:
+    if not isinstance(g, Tensor):
+        raise TypeError(f"grad: a gradient must be a Tensor or None, got {type(g).__name__}; wrap an "
+                        f"array as tinygrad_rnn.Tensor(array, dtype={str(t.data.dtype)!r})")
+    if g.data.shape != t.data.shape:
+        raise ShapeError(f"grad: cannot assign a gradient of shape {fmt_shape(g.data.shape)} to a tensor "
+                         f"of shape {fmt_shape(t.data.shape)}; a gradient has the shape of its tensor")
+    if g.data.dtype != t.data.dtype:
+        raise DTypeError(f"grad: cannot assign a {g.data.dtype} gradient to a {t.data.dtype} tensor "
+                         f"(shape {fmt_shape(t.data.shape)}); convert it with .to(dtype={str(t.data.dtype)!r})")
+    if type(g.data) is not np.ndarray or type(t.data) is not np.ndarray:
+        dg, dt = backend.device_of(g.data), backend.device_of(t.data)
+        if dg != dt:
+            raise backend.DeviceError(f"grad: cannot assign a gradient on {dg} to a tensor on {dt}; "
+                                      f"move it with .to({dt!r})")
+
+
 class Tensor:
     """An n-dimensional array with reverse-mode autodiff.
 
@@ -51,7 +68,7 @@ class Tensor:
 
     # `_version` (unset until needed) is a one-element list holding the stamp of the last in-place
     # write through the library; tensors sharing storage (detach(), views made by ops) share it.
-    __slots__ = ("data", "grad", "requires_grad", "creator", "out_index", "name", "_hooks",
+    __slots__ = ("data", "_grad", "requires_grad", "creator", "out_index", "name", "_hooks",
                  "_version", "__weakref__")
     __array_priority__ = 1000  # numpy_array * tensor -> Tensor.__rmul__, not an object array
 
@@ -62,6 +79,9 @@ class Tensor:
         if backend.is_array(data):
             src_dev = backend.device_of(data)
             xp = backend.array_module(data)
+            problem = dtype_problem(data.dtype, "Tensor")
+            if problem:  # the same data as a list is refused below
+                raise DTypeError(problem)
             arr = xp.array(data, dtype=dt, copy=True)
             dev = backend.normalize_device(device) if device is not None else src_dev
         else:
@@ -78,7 +98,7 @@ class Tensor:
         if dt is None and arr.dtype.kind == "f" and not backend.is_array(data):
             arr = arr.astype(float32)  # Python floats -> float32, as PyTorch's default dtype
         self.data = backend.to_device(arr, dev)
-        self.grad: Tensor | None = None
+        self._grad: Tensor | None = None
         self.creator = None
         self.out_index = 0
         self.name: str | None = None
@@ -92,7 +112,7 @@ class Tensor:
         """Internal constructor: wrap an array without copying or checking (hot path)."""
         t = object.__new__(Tensor)
         t.data = data
-        t.grad = None
+        t._grad = None
         t.requires_grad = requires_grad
         t.creator = None
         t.out_index = 0
@@ -101,6 +121,17 @@ class Tensor:
         return t
 
     # ------------------------------------------------------------------------------- attributes
+    @property
+    def grad(self) -> "Tensor | None":
+        """The gradient that backward accumulated (None until then, or after zero_grad())."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: "Tensor | None") -> None:
+        if value is not None:  # refused here, as in PyTorch, rather than deep inside step()
+            _check_grad(self, value)
+        self._grad = value
+
     @property
     def shape(self) -> tuple:
         return self.data.shape

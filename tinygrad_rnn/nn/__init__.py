@@ -1,39 +1,26 @@
 """Neural-network layer: modules, recurrent cells and layers, initialisers, utilities.
 
 `from tinygrad_rnn import nn` gives nn.Module, nn.Parameter, nn.Linear, nn.LSTM, nn.init,
-nn.functional (also as nn.F), nn.utils ...
+nn.functional (also as nn.F), nn.utils ... Every name is imported here explicitly, so dir(nn),
+tab completion and static tools see them all.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
-from . import functional, init
+from . import functional, init, utils
 from . import functional as F  # noqa: N812 - the conventional alias
+from .attention import (AdditiveAttention, Attention, DotAttention, GeneralAttention, length_mask,
+                        make_attention)
+from .layers import (CrossEntropyLoss, Dropout, Embedding, Identity, Linear, ModuleList, MSELoss, ReLU,
+                     Sequential, Sigmoid, Tanh)
 from .module import Module, Parameter
+from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, detach_state
+from .seq2seq import Seq2Seq
 
-# Public names defined in submodules, imported on first use (so each submodule stays optional
-# while it is being written, and `import tinygrad_rnn.nn` stays cheap).
-_LAZY = {
-    "Linear": "layers", "Embedding": "layers", "Dropout": "layers", "Sequential": "layers",
-    "Identity": "layers", "ModuleList": "layers", "Tanh": "layers", "ReLU": "layers",
-    "Sigmoid": "layers", "CrossEntropyLoss": "layers", "MSELoss": "layers",
-    "RNNCell": "rnn", "LSTMCell": "rnn", "GRUCell": "rnn", "RNN": "rnn", "LSTM": "rnn", "GRU": "rnn",
-    "detach_state": "rnn",
-    "Attention": "attention", "AdditiveAttention": "attention", "DotAttention": "attention",
-    "GeneralAttention": "attention", "make_attention": "attention", "length_mask": "attention",
-    "Seq2Seq": "seq2seq",
-    "utils": None,
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        sub = _LAZY[name]
-        if sub is None:
-            return importlib.import_module(f".{name}", __name__)
-        return getattr(importlib.import_module(f".{sub}", __name__), name)
-    raise AttributeError(f"module 'tinygrad_rnn.nn' has no attribute {name!r}")
-
-
-__all__ = ["Module", "Parameter", "functional", "F", "init", *_LAZY]
+__all__ = [
+    "Module", "Parameter", "functional", "F", "init", "utils",
+    "Linear", "Embedding", "Dropout", "Sequential", "Identity", "ModuleList", "Tanh", "ReLU",
+    "Sigmoid", "CrossEntropyLoss", "MSELoss",
+    "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU", "detach_state",
+    "Attention", "AdditiveAttention", "DotAttention", "GeneralAttention", "make_attention", "length_mask",
+    "Seq2Seq",
+]

@@ -171,12 +171,12 @@ class Attention(Module):
         q = query.unsqueeze(1) if single else query
         m = self._mask(mask, lengths, keys)
         proj = self.project_keys(keys) if projected_keys is None else projected_keys
-        e = self.score(q, proj)                                    # (B, T_q, T_x)
+        e = self.score(q, proj).named("e_ij")                      # (B, T_q, T_x)
         if m is not None:
             # exp(-inf - max) is exactly 0: masked steps get weight 0 and no gradient
             e = ops.where(m[:, None, :], e, -math.inf)
-        alpha = F.softmax(e, -1)
-        context = alpha @ (keys if values is None else values)     # c_i = sum_j alpha_ij v_j
+        alpha = F.softmax(e, -1).named("alpha_ij")
+        context = (alpha @ (keys if values is None else values)).named("c_i")  # sum_j alpha_ij v_j
         if single:
             context, alpha = context.squeeze(1), alpha.squeeze(1)
         if unbatched:

@@ -6,28 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import backend, ops
+from .. import autograd, backend
 from ..errors import DTypeError, ShapeError, fmt_shape
+from ..ops import log_softmax, logsumexp, softmax  # also Tensor methods: one table, in ops._bind
 from ..tensor import Tensor
 
-
-def logsumexp(x: Tensor, dim: int = -1, keepdim: bool = False) -> Tensor:
-    """log(sum(exp(x), dim)), computed as m + log(sum(exp(x - m))) with m = max(x) (no overflow).
-    m is a constant (detached): the result does not depend on it, so neither does the gradient."""
-    m = ops.amax(x, dim, keepdim=True).detach()
-    y = (x - m).exp().sum(dim, keepdim=True).log() + m
-    return y if keepdim else y.squeeze(dim)
-
-
-def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
-    """x - logsumexp(x): stable for large logits."""
-    return x - logsumexp(x, dim, keepdim=True)
-
-
-def softmax(x: Tensor, dim: int = -1) -> Tensor:
-    """exp(x - max) / sum(exp(x - max))."""
-    e = (x - ops.amax(x, dim, keepdim=True).detach()).exp()
-    return e / e.sum(dim, keepdim=True)
+__all__ = ["softmax", "log_softmax", "logsumexp", "cross_entropy", "nll_loss", "mse_loss", "dropout",
+           "linear"]
 
 
 def _reduce(loss: Tensor, reduction: str, op: str) -> Tensor:
@@ -90,7 +75,8 @@ def cross_entropy(input: Tensor, target: Any, ignore_index: int = -100, reductio
     """cross_entropy(logits, target) = nll_loss(log_softmax(logits, dim=1), target); logits (N, C)
     or (N, C, d...), target integer class indices (N,) or (N, d...)."""
     dim = 1 if input.ndim > 1 else 0
-    return nll_loss(log_softmax(input, dim), target, ignore_index, reduction)
+    with autograd.scope("loss", "cross_entropy"):  # drawings fold a loss's ops into one box
+        return nll_loss(log_softmax(input, dim), target, ignore_index, reduction)
 
 
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
@@ -100,8 +86,9 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
         raise ShapeError(f"mse_loss: input shape {fmt_shape(input.shape)} and target shape "
                          f"{fmt_shape(target.shape)} differ; reshape one (e.g. target.reshape"
                          f"{fmt_shape(input.shape)}) so they match exactly")
-    d = input - target
-    return _reduce(d * d, reduction, "mse_loss")
+    with autograd.scope("loss", "mse_loss"):  # drawings fold a loss's ops into one box
+        d = input - target
+        return _reduce(d * d, reduction, "mse_loss")
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
@@ -124,8 +111,3 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
                          f"= (out_features, in_features))")
     y = x @ weight.T
     return y + bias if bias is not None else y
-
-
-Tensor.softmax = softmax
-Tensor.log_softmax = log_softmax
-Tensor.logsumexp = logsumexp

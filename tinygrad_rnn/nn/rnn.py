@@ -30,7 +30,7 @@ State = tuple  # (h,) or (h, c): every step function takes and returns a tuple o
 # ============================================================================== the recurrences
 def _project(x: Tensor, w_ih_t: Tensor, bias: Tensor | None) -> Tensor:
     """Input projection x @ W_ih^T (+ bias) for every gate at once; x is (N, D), result (N, G*H)."""
-    return x @ w_ih_t if bias is None else ops.addmm(bias, x, w_ih_t)
+    return (x @ w_ih_t if bias is None else ops.addmm(bias, x, w_ih_t)).named("x_t W_ih^T + b")
 
 
 class _Recurrence:
@@ -49,7 +49,9 @@ class _Recurrence:
         """p: weight_ih, weight_hh, bias_ih, bias_hh (or None) and the extras, by base name.
         Returns (W_ih^T, bias of the input projection, constants for step)."""
         b_ih, b_hh = p["bias_ih"], p["bias_hh"]
-        return p["weight_ih"].T, (b_ih + b_hh if b_ih is not None else None), (p["weight_hh"].T,)
+        w_ih_t = p["weight_ih"].T.named("W_ih^T")
+        bias = (b_ih + b_hh).named("b") if b_ih is not None else None
+        return w_ih_t, bias, (p["weight_hh"].T.named("W_hh^T"),)
 
     def inputs(self, gi: Tensor, k: tuple) -> Any:
         """What `step` takes from the input projection gi (..., G*H): by default gi itself. Runs
@@ -69,8 +71,8 @@ class _Elman(_Recurrence):
         self.act = nonlinearity
 
     def step(self, gi: Tensor, state: State, k: tuple) -> State:
-        a = ops.addmm(gi, state[0], k[0])  # gi + h @ W_hh^T, one op
-        return (a.tanh() if self.act == "tanh" else a.relu(),)
+        a = ops.addmm(gi, state[0], k[0]).named("a_t")  # gi + h @ W_hh^T, one op
+        return ((a.tanh() if self.act == "tanh" else a.relu()).named("h_t"),)
 
 
 class _LSTM(_Recurrence):
@@ -89,16 +91,17 @@ class _LSTM(_Recurrence):
 
     def step(self, gi: Tensor, state: State, k: tuple) -> State:
         h, c = state
-        i, f, g, o = ops.addmm(gi, h, k[0]).chunk(4, -1)
+        i, f, g, o = (a.named(n) for a, n in zip(ops.addmm(gi, h, k[0]).named("a_t").chunk(4, -1),
+                                                ("a_i", "a_f", "a_g", "a_o")))
         if self.peephole:
             _, w_ci, w_cf, w_co = k
             i, f = (i + w_ci * c).sigmoid(), (f + w_cf * c).sigmoid()
-            c = f * c + i * g.tanh()
-            o = (o + w_co * c).sigmoid()
         else:
-            c = f.sigmoid() * c + i.sigmoid() * g.tanh()
-            o = o.sigmoid()
-        return o * c.tanh(), c
+            i, f = i.sigmoid(), f.sigmoid()
+        fc = (f.named("f_t") * c).named("f_t⊙c_{t-1}")
+        c = (fc + (i.named("i_t") * g.tanh().named("g_t")).named("i_t⊙g_t")).named("c_t")
+        o = ((o + w_co * c) if self.peephole else o).sigmoid().named("o_t")
+        return (o * c.tanh().named("tanh(c_t)")).named("h_t"), c
 
 
 class _GRU(_Recurrence):
@@ -115,12 +118,13 @@ class _GRU(_Recurrence):
         if self.reset_after:
             # b_hr, b_hz are additive: fold them into the projection bias. b_hn sits inside
             # r * (W_hn h + b_hn), so it stays in the recurrent term (see inputs()).
-            w_hh_t, b_ih, b_hh = p["weight_hh"].T, p["bias_ih"], p["bias_hh"]
+            w_hh_t, b_ih, b_hh = p["weight_hh"].T.named("W_hh^T"), p["bias_ih"], p["bias_hh"]
             hidden = w_hh_t.shape[0]
             if b_ih is None:
-                return p["weight_ih"].T, None, (w_hh_t, None, hidden)
+                return p["weight_ih"].T.named("W_ih^T"), None, (w_hh_t, None, hidden)
             b_hrz, b_hn = b_hh.split([2 * hidden, hidden], 0)
-            return p["weight_ih"].T, b_ih + ops.cat([b_hrz, creation.zeros_like(b_hn)]), (w_hh_t, b_hn, hidden)
+            w_ih_t = p["weight_ih"].T.named("W_ih^T")
+            return w_ih_t, b_ih + ops.cat([b_hrz, creation.zeros_like(b_hn)]), (w_hh_t, b_hn, hidden)
         w_ih_t, bias, (w_hh_t,) = super().prepare(p)
         hidden = w_hh_t.shape[0]
         return w_ih_t, bias, tuple(w_hh_t.split([2 * hidden, hidden], 1))  # W_h{r,z}^T, W_hn^T
@@ -139,15 +143,16 @@ class _GRU(_Recurrence):
         h = state[0]
         if self.reset_after:
             c, i_n = gi
-            rz, h_n = ops.addmm(c, h, k[0]).split([2 * k[2], k[2]], -1)
-            r, z = rz.sigmoid().chunk(2, -1)
-            n = (i_n + r * h_n).tanh()
+            rz, h_n = ops.addmm(c, h, k[0]).named("a_t").split([2 * k[2], k[2]], -1)
+            r, z = rz.named("a_rz").sigmoid().chunk(2, -1)
+            n = (i_n + r.named("r_t") * h_n.named("W_hn h + b_hn")).tanh()
         else:
             i_r, i_z, i_n = gi.chunk(3, -1)
             h_r, h_z = (h @ k[0]).chunk(2, -1)
-            r, z = (i_r + h_r).sigmoid(), (i_z + h_z).sigmoid()
-            n = ops.addmm(i_n, r * h, k[1]).tanh()
-        return (n + z * (h - n),)  # = (1 - z) * n + z * h with one op fewer
+            r, z = (i_r + h_r).sigmoid().named("r_t"), (i_z + h_z).sigmoid()
+            n = ops.addmm(i_n, (r * h).named("r⊙h_{t-1}"), k[1]).tanh()
+        n, z = n.named("n_t"), z.named("z_t")
+        return ((n + z * (h - n)).named("h_t"),)  # = (1 - z) * n + z * h with one op fewer
 
 
 # ===================================================================================== helpers
@@ -465,7 +470,7 @@ class _RNNBase(Module):
         every sequence is full length (then no masking at all)."""
         name = self.rec.name
         if isinstance(lengths, Tensor) or hasattr(lengths, "tolist"):
-            if getattr(lengths, "dtype", None) is not None and lengths.dtype.kind not in "iu":
+            if getattr(getattr(lengths, "dtype", None), "kind", "i") not in "iu":  # torch: checked below
                 raise DTypeError(f"{name}: lengths must hold integers, got dtype {lengths.dtype}")
             vals = lengths.tolist()
         elif isinstance(lengths, numbers.Integral):

@@ -235,8 +235,8 @@ class Seq2Seq(Module):
                 s = cell(x, state[layer] if self.decoder_cell == "lstm" else state[layer][0])
                 s = s if isinstance(s, tuple) else (s,)
                 new_state.append(s)
-                x = s[0]
-        feats = ops.cat([x, ctx], -1) if self.attention is not None else x
+                x = s[0].named("s_i")
+        feats = ops.cat([x, ctx], -1).named("[s_i; c_i]") if self.attention is not None else x
         return feats, new_state, alpha
 
     def forward(self, src: Any, tgt: Any, src_lengths: Any = None, teacher_forcing_ratio: float = 1.0,

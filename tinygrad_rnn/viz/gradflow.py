@@ -17,6 +17,7 @@ from ..autograd import Function
 from ..backend import to_numpy
 from ..nn.module import Module
 from ..tensor import Tensor
+from .graph import norm, output_tensor, step_of
 
 _FLOW_KIND = "flow_step"  # gradient_flow's own step tag, distinct from the layers' ("step", t)
 
@@ -54,48 +55,19 @@ def _param_list(params: Any) -> list:
     return out
 
 
-def _step_value(tags: tuple, kind: str) -> Any:
-    v = None
-    for k, val in tags:
-        if k == kind:
-            v = val
-    return v
-
-
-def _array(g: Any) -> Any:
-    """A backward's gradient value as an array: the engine passes arrays in a plain backward,
-    Tensors under create_graph, and may return a lazily summed weight gradient (autograd._real
-    turns that into its array)."""
-    if isinstance(g, Tensor):
-        return g.data
-    real = getattr(autograd, "_real", None)
-    return real(g) if real is not None else g
-
-
-def _sum_to(a: Any, shape: tuple) -> Any:
-    """Reduce a broadcast gradient array to `shape` (as the engine does before accumulating)."""
-    if a.shape == tuple(shape):
-        return a
-    lead = a.ndim - len(shape)
-    if lead:
-        a = a.sum(axis=tuple(range(lead)))
-    axes = tuple(i for i, s in enumerate(shape) if s == 1 and a.shape[i] != 1)
-    if axes:
-        a = a.sum(axis=axes, keepdims=True)
-    return a.reshape(shape)
-
-
 def grad_by_step(loss: Tensor, params: Any, kind: str = "step") -> StepGrads:
     """Split the gradient of `loss` w.r.t. shared parameters into one term per time step.
 
     A weight used at every step receives one gradient contribution per use; the engine sums them.
     Here each contribution is kept apart, keyed by the step tag (`kind`, default the ("step", t)
-    tags of the RNN layers and viz.time_step) of the op that used the weight. Where the weight is
-    first transformed outside the steps (the layers compute W_hh.T once), each step's term is
-    carried back through that transformation with its own backward, which is linear in the
-    gradient, so the terms still sum exactly to the gradient.
+    tags of the RNN layers and viz.time_step) of the op that used the weight: one backward runs
+    inside `tg.observe_backward`, which reports the gradient each op sends along each input edge.
+    Where the weight is first transformed outside the steps (the layers compute W_hh.T once), each
+    step's term is carried back through that transformation with `tg.grad(..., grad_outputs=term)`:
+    the transformation's backward is linear in the gradient, so the terms still sum exactly to the
+    gradient.
 
-    Runs one backward with retain_graph=True and does not touch `.grad`; call it instead of, or
+    Runs backward with retain_graph=True and does not touch `.grad`; call it instead of, or
     before, loss.backward(). Returns a StepGrads (NumPy arrays on the host).
     """
     named = _param_list(params)
@@ -105,82 +77,52 @@ def grad_by_step(loss: Tensor, params: Any, kind: str = "step") -> StepGrads:
         for slot, p in enumerate(fn.next):
             if p is not None:
                 consumers.setdefault(id(p[0]), []).append((fn, slot, p[1]))
-    # region R: ops outside the steps fed only by the parameter (or by R): their outputs are
+    # region R: ops outside the steps fed only by one parameter (or by R): their outputs are
     # "the parameter, transformed" (W.T, a split of it...)
     region: dict = {}
     sources = {id(p) for _, p in named}
-    frontier = [id(p) for _, p in named]
+    frontier = list(sources)
     while frontier:
         key = frontier.pop()
         for fn, _, _ in consumers.get(key, []):
-            if id(fn) in region or _step_value(fn.tags, kind) is not None:
+            if id(fn) in region or step_of(fn.tags, kind) is not None:
                 continue
             ins = [q for q in fn.next if q is not None]
             if all(id(q[0]) in sources or id(q[0]) in region for q in ins) and \
                     len({id(q[0]) for q in ins}) == 1:
                 region[id(fn)] = fn
                 frontier.append(id(fn))
-    buckets: dict = {}           # step (or "outside") -> {(id(node), out_index): array}
-    shapes: dict = {}
-    for name, p in named:
-        shapes[(id(p), 0)] = p.shape
-    for fn in region.values():
-        for i, (s, _) in enumerate(fn.out_meta):
-            shapes[(id(fn), i)] = s
-    wrapped: list = []
+    # taps: the edges from a parameter or from R into the rest of the graph, by consumer op
+    taps: dict = {}              # id(consumer) -> [(slot, (id(source), out_index), step)]
     for key in list(sources) + list(region):
         for fn, slot, idx in consumers.get(key, []):
-            if id(fn) in region:
-                continue
-            step = _step_value(fn.tags, kind)
-            wrapped.append((fn, slot, (key, idx), "outside" if step is None else step))
-    by_fn: dict = {}
-    for fn, slot, src, step in wrapped:
-        by_fn.setdefault(id(fn), (fn, []))[1].append((slot, src, step))
+            if id(fn) not in region:
+                step = step_of(fn.tags, kind)
+                taps.setdefault(id(fn), []).append((slot, (key, idx), "outside" if step is None else step))
+    buckets: dict = {}           # step (or "outside") -> {(id(source), out_index): array}
 
-    def wrap(fn: Function, taps: list) -> None:
-        orig = fn.backward
-
-        def backward(*gys: Any) -> Any:
-            gxs = orig(*gys)
-            tup = gxs if isinstance(gxs, tuple) else (gxs,)
-            for slot, src, step in taps:
-                g = tup[slot]
-                if g is None:
-                    continue
-                # copy: the engine may later sum other terms into this very array, in place
-                arr = _sum_to(_array(g), tuple(shapes[src])).copy()
+    def observe(fn: Function, grads_out: tuple, grads_in: tuple) -> None:
+        for slot, src, step in taps.get(id(fn), ()):
+            g = grads_in[slot]
+            if g is not None:
                 b = buckets.setdefault(step, {})
-                b[src] = arr if src not in b else b[src] + arr
-            return gxs
-        fn.backward = backward  # instance attribute: shadows the method for this backward only
+                b[src] = g.copy() if src not in b else b[src] + g  # copy: the engine reuses g
 
-    for fn, taps in by_fn.values():
-        wrap(fn, taps)
-    try:
+    with autograd.observe_backward(observe):
         totals = autograd.grad([loss], [p for _, p in named], retain_graph=True, allow_unused=True)
-    finally:
-        for fn, _ in by_fn.values():
-            fn.__dict__.pop("backward", None)
-    # carry each bucket back through the region, latest op first (reverse creation order)
-    order = sorted(region.values(), key=lambda f: f.index, reverse=True)
-    with autograd.no_grad():
-        for b in buckets.values():
-            for fn in order:
-                gys = [b.pop((id(fn), i), None) for i in range(len(fn.out_meta))]
-                if all(g is None for g in gys):
-                    continue
-                if len(gys) == 1:
-                    gxs = fn.backward(Tensor._make(gys[0], False))
-                else:
-                    gxs = fn.backward(*[None if g is None else Tensor._make(g, False) for g in gys])
-                tup = gxs if isinstance(gxs, tuple) else (gxs,)
-                for q, gx in zip(fn.next, tup):
-                    if q is None or gx is None:
-                        continue
-                    src = (id(q[0]), q[1])
-                    arr = _sum_to(_array(gx), tuple(shapes[src]))
-                    b[src] = arr if src not in b else b[src] + arr
+    # carry each step's terms on R's outputs back to the parameters (one small backward each)
+    params = [p for _, p in named]
+    for b in buckets.values():
+        outs = [(k, g) for k, g in b.items() if k[0] in region]
+        if not outs:
+            continue
+        carried = autograd.grad([output_tensor(region[k[0]], k[1]) for k, _ in outs], params,
+                                grad_outputs=[Tensor(g) for _, g in outs], retain_graph=True,
+                                allow_unused=True)
+        for p, g in zip(params, carried):
+            if g is not None:
+                key = (id(p), 0)
+                b[key] = g.data if key not in b else b[key] + g.data
     steps = sorted((s for s in buckets if s != "outside"), key=_sort_key)
     out = StepGrads(steps)
     for (name, p), tot in zip(named, totals):
@@ -360,23 +302,11 @@ def _inner(state: Tensor) -> list:
     if fn is None or fn.name != "stack" or not all(
             p is not None and isinstance(p[0], Function) for p in fn.next):
         return [state]
-    out = []
-    for f, i in fn.next:
-        h = Tensor._make(None, True)
-        h.creator, h.out_index = f, i
-        out.append(h)
-    return out
+    return [output_tensor(f, i) for f, i in fn.next]
 
 
 def _norm_many(gs: list) -> float:
-    return float(np.sqrt(sum(_norm(g) ** 2 for g in gs)))
-
-
-def _norm(g: Tensor | None) -> float:
-    if g is None:
-        return 0.0
-    a = to_numpy(g.data).astype(np.float64)
-    return float(np.sqrt((a * a).sum()))
+    return float(np.sqrt(sum(norm(g) ** 2 for g in gs)))
 
 
 def _jacobian_norms(states: list) -> np.ndarray:

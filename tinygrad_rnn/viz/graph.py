@@ -1,21 +1,22 @@
-"""Trace the recorded autodiff graph into plain data, then draw it as a `graphviz.Digraph`:
-op and tensor nodes, clusters by time step and/or module, collapsed long unrolls, gradient colours,
-backward order, memory per step and truncated-BPTT cuts.
+"""Trace the recorded autodiff graph into plain data (no drawing): op and tensor nodes with their
+cluster paths (time step, module), edges with the gradient sent back along them, truncated-BPTT
+cuts, collapsed long unrolls and the memory each step holds for backward.
 
-Imports: the core (autograd, tensor, backend, nn.module) and the `graphviz` package. Nothing in
-tinygrad_rnn imports viz. Node ids come from positions in creation order, never from `id()`,
-so the same graph always gives the same DOT text.
+The drawing (viz.draw) and the BPTT explorer read this data; the engine is only read, through
+its public graph records (`iter_graph`, `Function.next/tags/index/visit/out_meta/out_names`).
+Node ids come from positions in creation order, never from `id()`, so the same graph always
+gives the same ids. Imports: the core (autograd, tensor, backend, nn.module), NumPy-free.
 """
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-import graphviz
-
 from .. import autograd
 from ..autograd import Function
+from ..backend import array_module, to_numpy
 from ..nn.module import Module, Parameter
 from ..tensor import Tensor
 
@@ -23,21 +24,23 @@ from ..tensor import Tensor
 # graph has several), "module" by the module path that nn.Module.__call__ records.
 _TIME_KINDS = ("layer", "direction", "step")
 _MODULE_KINDS = ("module",)
-# Colours: sequential scale for gradient magnitude, pale (small) to dark red (large).
-_PALETTE = ("#d9d9d9", "#fee8c8", "#fdbb84", "#fc8d59", "#e34a33", "#b30000", "#67000d")
-_STYLE = {
-    "op": dict(shape="box", style="rounded,filled", fillcolor="#f7f7f7", color="#7f7f7f"),
-    "param": dict(shape="box", style="filled,bold", fillcolor="#ffe08a", color="#b8860b"),
-    "leaf": dict(shape="box", style="filled", fillcolor="#cfe8ff", color="#3b7dbf"),
-    "output": dict(shape="box", style="filled,bold", fillcolor="#c9f0c9", color="#2e8b57",
-                   peripheries="2"),
-    "cut": dict(shape="octagon", style="filled,dashed", fillcolor="#ffe0e0", color="#cc0000",
-                fontcolor="#990000"),
-    "zero_state": dict(shape="box", style="filled,dashed", fillcolor="#eeeeee", color="#888888"),
-    "summary": dict(shape="box", style="rounded,dashed,filled", fillcolor="#fafafa",
-                    color="#555555", fontsize="11"),
-    "note": dict(shape="note", style="filled", fillcolor="#fff3cd", color="#c9a227"),
-}
+
+
+def step_of(tags: tuple, kind: str = "step") -> Any:
+    """The value of the innermost `(kind, value)` tag (the time step of an op), or None."""
+    value = None
+    for k, v in tags:
+        if k == kind:
+            value = v
+    return value
+
+
+def norm(g: Any) -> float:
+    """Euclidean norm of a gradient (a Tensor or an array; None counts as 0), in float64 on the host."""
+    if g is None:
+        return 0.0
+    a = to_numpy(g.data if isinstance(g, Tensor) else g).astype("float64")
+    return float(math.sqrt(float((a * a).sum())))
 
 
 # ---------------------------------------------------------------------------------- plain data
@@ -45,8 +48,9 @@ _STYLE = {
 class Node:
     """One drawn node: an op, a leaf/parameter, a root output, a cut marker or a collapse summary."""
     id: str
-    kind: str                    # op | param | leaf | output | cut | zero_state | summary
-    title: str                   # op name or tensor name
+    kind: str                    # op | param | leaf | output | cut | zero_state, or a merged
+    #                              group: summary (collapsed steps) | step (one folded step) | loss
+    title: str                   # op name (ops) or tensor name
     shapes: tuple = ()           # ((shape, dtype), ...) of the outputs / the tensor
     path: tuple = ()             # cluster path: the selected tags, outermost first
     step: Any = None             # innermost ("step", t) value, None outside time steps
@@ -56,6 +60,7 @@ class Node:
     grad: float | None = None    # gradient norm of this node's value(s), when known
     visit: int = -1              # backward visit order (ops)
     extra: list = field(default_factory=list)  # more label lines
+    names: tuple = ()            # ops: the math name template of each output ("h_t"), or None
 
 
 @dataclass
@@ -69,6 +74,8 @@ class Edge:
     grad: float | None = None
     kind: str = "data"           # data | cut
     count: int = 1
+    origin: str = ""             # the node the edge leaves in the unmerged graph, when a merge
+    #                              redirected it (its output `out_index` is the tensor carried)
 
 
 @dataclass
@@ -81,6 +88,16 @@ class Trace:
 
     def step_nodes(self, step: Any) -> list:
         return [n for n in self.nodes.values() if n.kind == "op" and n.step == step]
+
+
+def output_tensor(fn: Function, i: int = 0) -> Tensor:
+    """A Tensor standing for output `i` of a recorded op, for `tg.grad` (as an output to start
+    from, or an input to take the gradient of). The graph does not keep output values: its data
+    is a read-only zero of the output's shape and dtype, never read by backward."""
+    shape, dtype = fn.out_meta[i]
+    t = Tensor._make(fn.xp.broadcast_to(fn.xp.zeros((), dtype=dtype), shape), True)
+    t.creator, t.out_index = fn, i
+    return t
 
 
 def _flatten_roots(roots: Iterable[Any]) -> list:
@@ -131,17 +148,11 @@ def _name_maps(model: Any, names: Any) -> tuple[dict, dict]:
     return leaf, nonleaf
 
 
-def _step_of(tags: tuple) -> Any:
-    step = None
-    for k, v in tags:
-        if k == "step":
-            step = v
-    return step
-
-
 def trace(*roots: Any, model: Any = None, names: Any = None, cluster: Any = "time",
-          show_cut: bool = True) -> Trace:
-    """Collect the graph reachable from `roots` as plain nodes and edges (no drawing)."""
+          show_cut: bool = True, constants: bool = False) -> Trace:
+    """Collect the graph reachable from `roots` as plain nodes and edges (no drawing).
+    constants: also add the inputs that need no gradient (kind "const", edge kind "const"), where
+    their op still holds them (before backward, or after backward(retain_graph=True))."""
     rts = _flatten_roots(roots)
     if not rts:
         raise ValueError("draw_graph: give at least one tensor (e.g. the loss) to draw the graph of")
@@ -160,7 +171,7 @@ def trace(*roots: Any, model: Any = None, names: Any = None, cluster: Any = "tim
     for k, fn in enumerate(fns):
         nid = f"op{k}"
         fid[id(fn)] = nid
-        step = _step_of(fn.tags)
+        step = step_of(fn.tags)
         if step is not None and step not in seen_steps:
             seen_steps.add(step)
             steps.append(step)
@@ -169,10 +180,9 @@ def trace(*roots: Any, model: Any = None, names: Any = None, cluster: Any = "tim
             recorded = True
         node = Node(nid, "op", fn.name, tuple(fn.out_meta), _path(fn.tags, kinds), step, k, fn=fn,
                     grad=_combine(gnorms) if gnorms is not None else None, visit=fn.visit)
-        label = [nonleaf_names[(id(fn), i)] for i in range(len(fn.out_meta))
-                 if (id(fn), i) in nonleaf_names]
-        if label:
-            node.title = f"{' / '.join(label)} = {fn.name}"
+        own = fn.__dict__.get("out_names") or {}
+        node.names = tuple(nonleaf_names.get((id(fn), i), own.get(i))
+                           for i in range(len(fn.out_meta)))
         nodes[nid] = node
 
     edges: list = []
@@ -213,7 +223,28 @@ def trace(*roots: Any, model: Any = None, names: Any = None, cluster: Any = "tim
     tr = Trace(nodes, edges, steps, recorded)
     if show_cut:
         _find_cuts(tr, fns, fid)
+    if constants:
+        _add_constants(tr, fns, fid, leaf_names)
     return tr
+
+
+def _add_constants(tr: Trace, fns: list, fid: dict, leaf_names: dict) -> None:
+    """One node per constant input (no gradient) that an op still holds, e.g. the x of w * x."""
+    cut = {(e.dst, e.slot) for e in tr.edges if e.kind == "cut"}
+    ids: dict = {}
+    for fn in fns:
+        si, saved = type(fn).save_inputs, getattr(fn, "saved", None)
+        for slot, p in enumerate(fn.next):
+            if p is not None or not saved or slot not in si or (fid[id(fn)], slot) in cut:
+                continue
+            t = saved[si.index(slot)]
+            nid = ids.get(id(t))
+            if nid is None:
+                nid = ids[id(t)] = f"const{len(ids)}"
+                title = leaf_names.get(id(t)) or t.name or "constant"
+                tr.nodes[nid] = Node(nid, "const", title, ((t.shape, t.dtype),), (), None, fn.index,
+                                     tensor=t)
+            tr.edges.append(Edge(nid, fid[id(fn)], slot, 0, None, kind="const"))
 
 
 def _leaf_node(nid: str, t: Tensor, leaf_names: dict, k: int) -> Node:
@@ -221,7 +252,7 @@ def _leaf_node(nid: str, t: Tensor, leaf_names: dict, k: int) -> Node:
     title = leaf_names.get(id(t)) or t.name or ("parameter" if kind == "param" else "input")
     g = None
     if t.grad is not None:
-        g = float(math.sqrt(float((t.grad.numpy().astype("float64") ** 2).sum())))
+        g = norm(t.grad)
     return Node(nid, kind, title, ((t.shape, t.dtype),), (), None, k, tensor=t, grad=g)
 
 
@@ -263,7 +294,7 @@ def _find_cuts(tr: Trace, fns: list, fid: dict) -> None:
     gradient of the unrolled graph stops there: we draw a boundary node feeding those inputs."""
     groups: dict = {}
     for fn in fns:
-        step = _step_of(fn.tags)
+        step = step_of(fn.tags)
         if step is None:
             continue
         outer = _outer_tags(fn.tags)
@@ -285,15 +316,12 @@ def _find_cuts(tr: Trace, fns: list, fid: dict) -> None:
                     targets.append((a, slot))
         if not targets:
             continue
-        zero, seen = _state_values(targets)
+        kind = _state_kind(targets)
         nid = f"cut{k}"
         k += 1
-        if seen and zero:
-            kind, title = "zero_state", "initial state = 0\n(constant, no gradient)"
-        elif seen:
-            kind, title = "cut", "detached state\n(BPTT cut: gradient stops here)"
-        else:
-            kind, title = "cut", "state without gradient\n(detached or constant):\ngradient stops here"
+        title = {"zero_state": "initial state = 0\n(a constant: no gradient flows into it)",
+                 "cut": "detached state\n(truncated BPTT: the gradient stops here)",
+                 "state": "state given without gradient\n(initial state, or detached)"}[kind]
         first = tr.nodes[fid[id(targets[0][0])]]
         tr.nodes[nid] = Node(nid, kind, title, (), _strip_step(first.path), None,
                              targets[0][0].index)
@@ -316,11 +344,21 @@ def _strip_step(path: tuple) -> tuple:
     return tuple(out)
 
 
-def _state_values(targets: list) -> tuple[bool, bool]:
-    """(all visible state inputs are zero, any state input was visible). Inputs are visible only
-    while their op still holds them for backward (`saved`), i.e. before backward freed them."""
-    seen = False
-    zero = True
+# What a state without gradient held, keyed by the op that reads it: the values are visible only
+# while the op keeps them for backward, so a drawing after backward reuses what an earlier one
+# (or any trace) saw, and the initial state looks the same before and after backward.
+_STATE_KIND: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _state_kind(targets: list) -> str:
+    """"zero_state" (all visible state inputs are zero: the initial state), "cut" (a non-zero
+    state without gradient: a detached state, truncated BPTT) or "state" (not visible: backward
+    freed the saved inputs before any trace saw them)."""
+    first = targets[0][0]
+    known = _STATE_KIND.get(first)
+    if known is not None:
+        return known
+    seen, zero = False, True
     for fn, slot in targets:
         si = type(fn).save_inputs
         saved = getattr(fn, "saved", None)
@@ -328,79 +366,165 @@ def _state_values(targets: list) -> tuple[bool, bool]:
             continue
         t = saved[si.index(slot)]
         seen = True
-        xp = _xp(t.data)
-        if bool(xp.any(t.data != 0)):
+        if bool(array_module(t.data).any(t.data != 0)):
             zero = False
-    return zero, seen
+    if not seen:
+        return "state"
+    kind = "zero_state" if zero else "cut"
+    _STATE_KIND[first] = kind
+    return kind
 
 
-def _xp(a: Any) -> Any:
-    from ..backend import array_module
-    return array_module(a)
-
-
-# ----------------------------------------------------------------------------------- collapse
-def collapse_steps(tr: Trace, k: int) -> Trace:
-    """Keep the first and last `k` steps; replace the steps between by one summary node per loop.
-    Edges into/out of the hidden steps are redirected to the summary and merged (`count`); edges
-    inside the hidden steps are counted in `hidden`, so every original edge is accounted for."""
-    if k is None or k < 0:
-        raise ValueError(f"draw_graph: collapse must be a non-negative number of steps, got {k!r}")
-    groups: dict = {}       # loop key -> ordered steps
-    for n in tr.nodes.values():
-        if n.kind == "op" and n.step is not None:
-            key = _strip_step(n.path)
-            lst = groups.setdefault(key, [])
-            if n.step not in lst:
-                lst.append(n.step)
-    remap: dict = {}
-    hidden: dict = {}
-    summaries: dict = {}
-    for j, (key, steps) in enumerate(groups.items()):
-        if len(steps) <= 2 * k + 1:
-            continue
-        hide = set(steps[k:len(steps) - k])
-        sid = f"summary{j}"
-        members = [n for n in tr.nodes.values() if n.kind == "op" and n.step in hide
-                   and _strip_step(n.path) == key]
-        for n in members:
-            remap[n.id] = sid
-        first = min(n.index for n in members)
-        summaries[sid] = Node(sid, "summary", "", (), key, None, first)
-        hidden[sid] = {"steps": len(hide), "ops": len(members), "edges": 0,
-                       "first": steps[k], "last": steps[len(steps) - k - 1]}
-    if not remap:
+# ------------------------------------------------------------------------- levels of detail
+def merge(tr: Trace, groups: dict, info: dict | None = None) -> Trace:
+    """Replace nodes by group nodes: `groups` maps a node id to its group's Node. Edges into and
+    out of a group are redirected to it; those carrying the same tensor (same source op and
+    output; for a "summary" group, any tensor) between the same two nodes become one edge with a
+    `count`; edges inside a group are
+    counted in `hidden[group id]["edges"]` (with "ops", the number of members), so every edge of
+    `tr` is accounted for; `info` adds entries to a group's `hidden` record. A group node takes the
+    place of its first member in the node order."""
+    if not groups:
         return tr
-    nodes = {nid: n for nid, n in tr.nodes.items() if nid not in remap}
-    # place each summary where its first hidden op was, so the text order stays stable
-    ordered: dict = {}
-    pending = sorted(summaries.values(), key=lambda s: s.index)
-    for nid, n in nodes.items():
-        while pending and n.kind == "op" and n.index > pending[0].index:
-            s = pending.pop(0)
-            ordered[s.id] = s
-        ordered[nid] = n
-    for s in pending:
-        ordered[s.id] = s
+    hidden = dict(tr.hidden)
+    for g in {id(g): g for g in groups.values()}.values():
+        hidden[g.id] = {**(info or {}).get(g.id, {}), "ops": 0, "edges": 0}
+    for nid in groups:
+        h = hidden[groups[nid].id]
+        h["ops"] += 1
+        v = tr.nodes[nid].visit
+        if v >= 0:  # the backward visits of the members: (first, last)
+            a, b = h.get("visits", (v, v))
+            h["visits"] = (min(a, v), max(b, v))
+    nodes: dict = {}
+    for nid, n in tr.nodes.items():
+        g = groups.get(nid)
+        if g is None:
+            nodes[nid] = n
+        elif g.id not in nodes:
+            nodes[g.id] = g
     merged: dict = {}
     for e in tr.edges:
-        src, dst = remap.get(e.src, e.src), remap.get(e.dst, e.dst)
-        if src == dst and src in hidden:
+        src = groups[e.src].id if e.src in groups else e.src
+        dst = groups[e.dst].id if e.dst in groups else e.dst
+        if src == dst and e.src in groups:
             hidden[src]["edges"] += e.count
             continue
-        if src in hidden or dst in hidden:
-            key = (src, dst, e.kind)
+        if src != e.src or dst != e.dst:
+            origin = e.origin or e.src
+            # into or out of collapsed steps: one edge per pair of nodes (it stands for one edge
+            # per hidden step); otherwise one per tensor carried (h_t and c_t stay apart)
+            summary = "summary" in (nodes[src].kind, nodes[dst].kind)
+            key = (src, dst, e.kind) if summary else (src, dst, origin, e.out_index, e.kind)
             m = merged.get(key)
             if m is None:
-                merged[key] = Edge(src, dst, e.slot, e.out_index, e.grad, e.kind, e.count)
+                merged[key] = Edge(src, dst, e.slot, e.out_index, e.grad, e.kind, e.count, origin)
             else:
                 m.count += e.count
                 m.grad = _combine([m.grad, e.grad]) if (m.grad is not None or e.grad is not None) else None
             continue
-        merged[(len(merged), "keep")] = Edge(e.src, e.dst, e.slot, e.out_index, e.grad, e.kind, e.count)
+        merged[(len(merged), "keep")] = e
     visible = {n.step for n in nodes.values() if n.kind == "op"}
     steps = [s for s in tr.steps if s in visible]
-    return Trace(ordered, list(merged.values()), steps, tr.recorded, hidden)
+    return Trace(nodes, list(merged.values()), steps, tr.recorded, hidden)
+
+
+def _loops(tr: Trace) -> dict:
+    """Loop key (the cluster path outside the step) -> its steps in order, for the op nodes."""
+    loops: dict = {}
+    for n in tr.nodes.values():
+        if n.kind == "op" and n.step is not None:
+            lst = loops.setdefault(_strip_step(n.path), [])
+            if n.step not in lst:
+                lst.append(n.step)
+    return loops
+
+
+def collapse_steps(tr: Trace, k: int) -> Trace:
+    """Keep the first and last `k` steps of each loop; replace the steps between by one summary
+    node per loop (see `merge` for how every edge is accounted for)."""
+    if k is None or isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ValueError(f"draw_graph: collapse must be a non-negative number of steps, got {k!r}")
+    groups: dict = {}
+    info: dict = {}
+    for j, (key, steps) in enumerate(_loops(tr).items()):
+        if len(steps) <= 2 * k + 1:
+            continue
+        hide = set(steps[k:len(steps) - k])
+        members = [n for n in tr.nodes.values() if n.kind == "op" and n.step in hide
+                   and _strip_step(n.path) == key]
+        g = Node(f"summary{j}", "summary", "", (), key, None, min(n.index for n in members))
+        info[g.id] = {"steps": len(hide), "first": steps[k], "last": steps[len(steps) - k - 1]}
+        groups.update((n.id, g) for n in members)
+    return merge(tr, groups, info)
+
+
+def fold_steps(tr: Trace, show: Any = "last") -> Trace:
+    """Draw each time step as one box, except the steps in `show`, which keep their ops.
+
+    show: "last" (the last step of each loop), "final" (the last step of the last loop), "all",
+    "none", a step or a list of steps. A
+    folded step is a node of kind "step" titled "t = 3" at the loop's cluster path; edges
+    entering and leaving it still carry one tensor each (h_{t-1}, c_{t-1}, x_t in; h_t, c_t out)."""
+    if show == "all":
+        return tr
+    groups: dict = {}
+    j = 0
+    loops = _loops(tr)
+    for key, steps in loops.items():
+        if show == "last" or (show == "final" and key == list(loops)[-1]):
+            keep = {steps[-1]}
+        elif show == "final":
+            keep = set()
+        elif show == "none" or show is None:
+            keep = set()
+        else:
+            keep = set(show) if isinstance(show, (list, tuple, set, range)) else {show}
+        for step in steps:
+            if step in keep:
+                continue
+            members = [n for n in tr.nodes.values() if n.kind == "op" and n.step == step
+                       and _strip_step(n.path) == key]
+            first = min(members, key=lambda n: n.index)
+            g = Node(f"step{j}", "step", f"t = {step}", (), key, step, first.index, fn=first.fn)
+            j += 1
+            groups.update((n.id, g) for n in members)
+    return merge(tr, groups)
+
+
+def fold_scopes(tr: Trace, kind: str = "loss") -> Trace:
+    """Draw each call of a function that tagged its ops with scope(kind, name) (the losses tag
+    theirs ("loss", "cross_entropy")) as one box of that kind titled by the name. Ops of one call
+    are those connected to each other under the same outermost tag."""
+    key_of: dict = {}
+    for n in tr.nodes.values():
+        if n.kind == "op":
+            tags = n.fn.tags
+            i = next((i for i, t in enumerate(tags) if t[0] == kind), None)
+            if i is not None:
+                key_of[n.id] = tags[:i + 1]
+    parent = {nid: nid for nid in key_of}
+
+    def find(a: str) -> str:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+    for e in tr.edges:
+        if e.src in key_of and e.dst in key_of and key_of[e.src] == key_of[e.dst]:
+            parent[find(e.src)] = find(e.dst)
+    comps: dict = {}
+    for nid in key_of:  # node order = creation order, so groups are numbered deterministically
+        comps.setdefault(find(nid), []).append(tr.nodes[nid])
+    groups: dict = {}
+    for j, members in enumerate(comps.values()):
+        first = min(members, key=lambda n: n.index)
+        last = max(members, key=lambda n: n.index)
+        name = key_of[first.id][-1][1]
+        g = Node(f"{kind}{j}", kind, str(name), last.shapes, first.path, first.step, first.index,
+                 fn=last.fn, grad=last.grad, visit=last.visit, names=last.names)
+        groups.update((n.id, g) for n in members)
+    return merge(tr, groups)
 
 
 # ------------------------------------------------------------------------------------- memory
@@ -459,344 +583,3 @@ def fmt_bytes(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"
-
-
-# -------------------------------------------------------------------------------------- draw
-class GraphDigraph(graphviz.Digraph):
-    """A `graphviz.Digraph` whose rendering (`pipe`, `render`, Jupyter display) falls back to the
-    pip-installable renderer when the system Graphviz `dot` is missing (see viz.render)."""
-
-    def pipe(self, format: str | None = None, *args: Any, **kwargs: Any) -> Any:  # noqa: A002
-        from .render import run_renderer, system_dot  # looked up per call (tests patch them)
-        if system_dot() is not None or args:
-            return super().pipe(format, *args, **kwargs)
-        data = run_renderer(self.source, format or self.format or "svg")
-        enc = kwargs.get("encoding")
-        return data.decode(enc) if enc else data
-
-    def render(self, filename: Any = None, directory: Any = None, view: bool = False,
-               cleanup: bool = False, format: str | None = None, *args: Any, **kwargs: Any) -> str:  # noqa: A002
-        from .render import render as render_file, system_dot
-        if system_dot() is not None or args or view:
-            return super().render(filename, directory, view, cleanup, format, *args, **kwargs)
-        import os
-        fmt = format or self.format or "pdf"
-        src = self.save(filename, directory=directory)
-        out = kwargs.get("outfile") or f"{src}.{fmt}"
-        render_file(self, out, format=fmt)
-        if cleanup:
-            os.remove(src)
-        return os.fspath(out)
-
-
-def _fmt_shape(shape: tuple) -> str:
-    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
-
-
-def _fmt_meta(shapes: tuple) -> str:
-    if not shapes:
-        return ""
-    if len(shapes) > 1 and all(s == shapes[0] for s in shapes):
-        return f"{len(shapes)} x {_fmt_shape(shapes[0][0])} {shapes[0][1]}"
-    return ", ".join(f"{_fmt_shape(s)} {d}" for s, d in shapes[:3]) + (" ..." if len(shapes) > 3 else "")
-
-
-def _fmt_norm(g: float) -> str:
-    return "0" if g == 0 else f"{g:.2e}"
-
-
-def _values(a: Any, max_elems: int) -> str | None:
-    if a is None or getattr(a, "size", max_elems + 1) > max_elems:
-        return None
-    from ..backend import to_numpy
-    import numpy as np
-    return np.array2string(to_numpy(a), precision=3, separator=", ", suppress_small=True)
-
-
-class _Scale:
-    """Log-magnitude colour scale of gradient norms."""
-
-    def __init__(self, values: list, grad_range: tuple | None) -> None:
-        pos = [v for v in values if v is not None and v > 0 and math.isfinite(v)]
-        if grad_range is not None:
-            lo, hi = (math.log10(grad_range[0]), math.log10(grad_range[1]))
-        elif pos:
-            lo, hi = math.log10(min(pos)), math.log10(max(pos))
-        else:
-            lo, hi = -1.0, 0.0
-        lo, hi = math.floor(lo), math.ceil(hi)
-        if hi <= lo:
-            hi = lo + 1
-        self.lo, self.hi = lo, hi
-
-    def frac(self, g: float) -> float:
-        return min(1.0, max(0.0, (math.log10(g) - self.lo) / (self.hi - self.lo)))
-
-    def color(self, g: float | None) -> str:
-        # _PALETTE[0] is reserved for an exact zero, so the smallest non-zero gradient is not
-        # mistaken for "no gradient"
-        if g is None or not math.isfinite(g):
-            return "#000000"
-        if g <= 0:
-            return _PALETTE[0]
-        return _PALETTE[1 + round(self.frac(g) * (len(_PALETTE) - 2))]
-
-    def width(self, g: float | None) -> str:
-        if g is None or not math.isfinite(g) or g <= 0:
-            return "0.8"
-        return f"{0.8 + 2.4 * self.frac(g):.2f}"
-
-    def legend(self) -> str:
-        cols = _PALETTE[1:]
-        n = len(cols)
-        cells = f'<TD BGCOLOR="{_PALETTE[0]}" WIDTH="28" HEIGHT="14"></TD><TD WIDTH="6"></TD>' + "".join(
-            f'<TD BGCOLOR="{c}" WIDTH="28" HEIGHT="14"></TD>' for c in cols)
-        marks = {0: self.lo, n - 1: self.hi}
-        if (self.hi - self.lo) % 2 == 0 and n % 2 == 1:
-            marks[n // 2] = (self.lo + self.hi) // 2
-        ticks = '<TD><FONT POINT-SIZE="9">0</FONT></TD><TD></TD>' + "".join(
-            f'<TD><FONT POINT-SIZE="9">1e{marks[i]}</FONT></TD>' if i in marks else "<TD></TD>"
-            for i in range(n))
-        return (f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="1">'
-                f'<TR><TD COLSPAN="{n + 2}"><B>gradient norm (log scale)</B></TD></TR>'
-                f"<TR>{cells}</TR><TR>{ticks}</TR>"
-                f'<TR><TD COLSPAN="{n + 2}"><FONT POINT-SIZE="9">edge colour and width: the '
-                f"gradient flowing back along it</FONT></TD></TR></TABLE>>")
-
-
-def _cluster_label(tag: tuple) -> str:
-    kind, value = tag
-    if kind == "step":
-        return f"t = {value}"
-    if kind == "module":
-        return str(value)
-    if kind == "layer":
-        return f"layer {value}"
-    if kind == "direction":
-        return {0: "forward", 1: "reverse"}.get(value, str(value)) if isinstance(value, int) \
-            else str(value)
-    return f"{kind} = {value}"
-
-
-def draw_graph(*roots: Any, model: Any = None, names: Any = None, cluster: Any = "time",
-               collapse: int | None = None, show_grads: bool = False, backward_order: bool = False,
-               show_memory: bool = False, show_saved: bool = False, show_values: int | bool = False,
-               show_cut: bool = True, rankdir: str = "LR", grad_range: tuple | None = None,
-               title: str | None = None) -> graphviz.Digraph:
-    """Draw the graph that produced `roots` (e.g. the loss) as a `graphviz.Digraph`.
-
-    Args:
-        model: an nn.Module (or list of them, or a dict name -> tensor) naming the parameters,
-            e.g. `rnn.weight_hh_l0`. `names={tensor: "h_1"}` names any tensor (leaf or not);
-            otherwise `tensor.name` is used.
-        cluster: "time" (one cluster per time step, `t = 3`), "module", "time+module" or None.
-        collapse: keep the first and last `collapse` steps, summarise the rest in one node.
-        show_grads: after backward, annotate nodes with gradient norms and colour the edges by the
-            gradient flowing back (run backward inside `record_grads()` for intermediate norms).
-        backward_order: number the ops in the order backward visited them.
-        show_memory: label each time-step cluster with the bytes its ops saved for backward.
-        show_saved: list the shapes each op holds for backward. show_values: print the values of
-            tensors with at most this many elements (True means 6).
-        show_cut: mark carried state that enters the unroll without a gradient (truncated BPTT).
-        rankdir: "LR" (time flows left to right) or "TB".
-    """
-    tr = trace(*roots, model=model, names=names, cluster=cluster, show_cut=show_cut)
-    full = tr
-    if collapse is not None:
-        tr = collapse_steps(tr, collapse)
-    max_vals = 6 if show_values is True else int(show_values or 0)
-
-    g = GraphDigraph(name="tinygrad_rnn", format="svg")
-    g.attr(rankdir=rankdir, newrank="true", fontname="Helvetica", fontsize="12",
-           nodesep="0.25", ranksep="0.35", compound="true")
-    g.attr("node", fontname="Helvetica", fontsize="10", height="0.3", margin="0.08,0.04")
-    g.attr("edge", fontname="Helvetica", fontsize="8", arrowsize="0.6", color="#555555")
-
-    notes: list = []
-    scale = None
-    if show_grads:
-        if not tr.recorded:
-            notes.append("Only leaf gradients (.grad) are shown: intermediate gradient norms were "
-                         "not recorded.\nRun backward inside `with tg.record_grads():` "
-                         "(viz.record_grads) to see the gradient flowing along every edge.")
-        vals = [e.grad for e in tr.edges] + [n.grad for n in tr.nodes.values()]
-        if all(v is None for v in vals):
-            notes.append("No gradients yet: call loss.backward() (inside tg.record_grads()) "
-                         "before drawing with show_grads=True.")
-        scale = _Scale(vals, grad_range)
-    if backward_order and all(n.visit < 0 for n in tr.nodes.values() if n.kind == "op"):
-        notes.append("backward_order: no backward has run through this graph yet.")
-
-    mem_label: dict = {}
-    if show_memory:
-        per_step, outside, freed = saved_bytes(full)
-        for s, b in per_step.items():
-            mem_label[s] = f"saved for backward: {fmt_bytes(b)}"
-        total = sum(per_step.values()) + outside
-        line = (f"saved for backward: {fmt_bytes(total)} in all "
-                f"({fmt_bytes(sum(per_step.values()))} in {len(per_step)} steps)")
-        if freed:
-            line += ("\n(backward already freed some saved arrays: draw before backward, or "
-                     "use retain_graph=True)")
-        notes.append(line)
-
-    # ---- nodes, grouped into clusters by path
-    by_path: dict = {}
-    for n in tr.nodes.values():
-        by_path.setdefault(n.path, []).append(n)
-    for n in tr.nodes.values():
-        attrs = dict(_STYLE.get(n.kind, _STYLE["op"]))
-        attrs["label"] = _esc(_node_label(n, tr, show_grads, backward_order, show_saved, max_vals))
-        if n.kind == "op" and show_grads and n.grad is not None and scale is not None:
-            attrs["color"] = scale.color(n.grad)
-            attrs["penwidth"] = "1.5"
-        n.attrs = attrs  # type: ignore[attr-defined]
-
-    tree = _cluster_tree(by_path)
-    built: dict = {}
-    for path in sorted(tree, key=lambda p: (-len(p), tree[p])):
-        sub = graphviz.Digraph(name=f"cluster_{len(built)}_{_safe(path[-1])}")
-        _style_cluster(sub, path, mem_label)
-        for n in by_path.get(path, []):
-            sub.node(n.id, **n.attrs)
-        built[path] = sub
-    # attach children to parents, children in creation order; deepest first so each is complete
-    children: dict = {}
-    for path in tree:
-        children.setdefault(path[:-1], []).append(path)
-    for path in sorted(tree, key=lambda p: -len(p)):
-        for ch in sorted(children.get(path, []), key=lambda p: tree[p]):
-            built[path].subgraph(built[ch])
-    for n in by_path.get((), []):
-        g.node(n.id, **n.attrs)
-    for ch in sorted(children.get((), []), key=lambda p: tree[p]):
-        g.subgraph(built[ch])
-
-    # ---- keep sibling step clusters in time order with invisible edges (independent steps,
-    # e.g. a bidirectional layer, would otherwise be stacked in one rank)
-    for parent, chs in sorted(children.items(), key=lambda kv: (len(kv[0]), tree.get(kv[0], -1))):
-        step_chs = sorted([c for c in chs if c[-1][0] == "step"], key=lambda p: tree[p])
-        for a, b in zip(step_chs, step_chs[1:]):
-            na = _last_op(by_path, tree, a)
-            nb = _first_op(by_path, tree, b)
-            if na is not None and nb is not None:
-                g.edge(na, nb, style="invis", weight="0")
-
-    # ---- edges
-    multi = {n.id for n in tr.nodes.values() if n.kind == "op" and len(n.shapes) > 1}
-    # Steps are ranked by the recurrence alone: edges that fan out from shared nodes outside the
-    # steps (weights, W^T, the input projection) into every step do not pull the layout.
-    in_step = {n.id for n in tr.nodes.values() if n.kind == "summary"
-               or (n.step is not None and any(t[0] == "step" for t in n.path))}
-    for e in tr.edges:
-        attrs: dict = {}
-        if e.kind != "cut" and e.src not in in_step and e.dst in in_step:
-            attrs["constraint"] = "false"
-        if e.kind == "cut":
-            attrs.update(style="dashed", color="#cc0000", arrowhead="tee")
-        elif scale is not None and e.grad is not None:
-            attrs.update(color=scale.color(e.grad), penwidth=scale.width(e.grad),
-                         tooltip=f"gradient norm {_fmt_norm(e.grad)}")
-        elif scale is not None and tr.recorded:
-            attrs.update(color="#bbbbbb", style="dotted")
-        label = []
-        if e.src in multi:
-            label.append(f"[{e.out_index}]")
-        if e.count > 1:
-            label.append(f"x{e.count}")
-        if label:
-            attrs["label"] = " ".join(label)
-        g.edge(e.src, e.dst, **attrs)
-
-    if scale is not None and (tr.recorded or any(n.grad is not None for n in tr.nodes.values())):
-        g.node("legend", label=scale.legend(), shape="plaintext")
-    for i, text in enumerate(notes):
-        g.node(f"note{i}", label=_esc(text), **_STYLE["note"])
-    if title:
-        g.attr(label=title, labelloc="t", fontsize="14")
-    return g
-
-
-def _esc(text: str) -> str:
-    """DOT line breaks: graphviz reads the two characters \\n in a label as a new line."""
-    return text.replace("\n", "\\n")
-
-
-def _safe(tag: tuple) -> str:
-    return "".join(c if c.isalnum() else "_" for c in f"{tag[0]}_{tag[1]}")
-
-
-def _cluster_tree(by_path: dict) -> dict:
-    """Every cluster path (and its prefixes) -> the smallest creation index inside it."""
-    tree: dict = {}
-    for path, nodes in by_path.items():
-        first = min((n.index for n in nodes), default=0)
-        for d in range(1, len(path) + 1):
-            p = path[:d]
-            tree[p] = min(tree.get(p, first), first)
-    return tree
-
-
-def _first_op(by_path: dict, tree: dict, path: tuple) -> str | None:
-    cands = [n for p, ns in by_path.items() if p[:len(path)] == path for n in ns if n.kind == "op"]
-    return min(cands, key=lambda n: n.index).id if cands else None
-
-
-def _last_op(by_path: dict, tree: dict, path: tuple) -> str | None:
-    cands = [n for p, ns in by_path.items() if p[:len(path)] == path for n in ns if n.kind == "op"]
-    return max(cands, key=lambda n: n.index).id if cands else None
-
-
-def _style_cluster(sub: graphviz.Digraph, path: tuple, mem_label: dict) -> None:
-    tag = path[-1]
-    label = _cluster_label(tag)
-    if tag[0] == "step" and tag[1] in mem_label:
-        label += f"\n{mem_label[tag[1]]}"
-    # several lines: "\l" ends each line left-justified (a "\n" would centre them)
-    label = label.replace("\n", "\\l") + "\\l" if "\n" in label else label
-    if tag[0] == "step":
-        sub.attr(label=label, style="rounded,filled", fillcolor="#eef4fb", color="#7fa7d0",
-                 fontsize="12", fontcolor="#1f4e79", labeljust="l")
-    elif tag[0] == "module":
-        sub.attr(label=label, style="rounded,dashed", color="#a0522d", fontcolor="#a0522d",
-                 fontsize="11", labeljust="l")
-    else:
-        sub.attr(label=label, style="rounded", color="#888888", fontsize="11", labeljust="l")
-
-
-def _node_label(n: Node, tr: Trace, show_grads: bool, backward_order: bool, show_saved: bool,
-                max_vals: int) -> str:
-    lines: list = []
-    if n.kind == "summary":
-        h = tr.hidden[n.id]
-        return (f"... {h['steps']} steps hidden (t = {h['first']} .. {h['last']}) ...\n"
-                f"{h['ops']} ops, {h['edges']} edges inside")
-    if n.kind in ("cut", "zero_state"):
-        return n.title
-    head = n.title
-    if backward_order and n.kind == "op" and n.visit >= 0:
-        head = f"#{n.visit}  {head}"
-    lines.append(head)
-    meta = _fmt_meta(n.shapes)
-    if meta:
-        lines.append(meta)
-    if max_vals:
-        arr = None
-        if n.tensor is not None:
-            arr = n.tensor.data
-        elif n.fn is not None and getattr(n.fn, "saved_out", None) is not None \
-                and not isinstance(n.fn.saved_out, tuple):
-            arr = n.fn.saved_out
-        v = _values(arr, max_vals)
-        if v is not None:
-            lines.append(v)
-    if show_saved and n.kind == "op":
-        if n.fn.freed:
-            lines.append("saved: freed by backward")
-        else:
-            arrs = _saved_arrays(n.fn)
-            if arrs:
-                lines.append("saves " + " ".join(_fmt_shape(a.shape) for a in arrs))
-    if show_grads and n.grad is not None:
-        lines.append(f"grad norm {_fmt_norm(n.grad)}")
-    return "\n".join(lines)

@@ -3,7 +3,10 @@
 Order: the system Graphviz `dot` (on PATH), then the pip package `graphviz-pure` (its
 `graphviz-pure` command, a dot-compatible binary: `pip install "tinygrad-rnn[render]"`), else a
 `RenderError` that says what to install, after writing the DOT source next to the requested file.
-Imports: graph (this package), the standard library.
+`GraphDigraph` is the `graphviz.Digraph` that viz.draw_graph returns: its `pipe`, `render` and
+Jupyter display use the same fallback. This module renders DOT text only; drawing tensors is
+viz.draw's job (viz.render, the public function, draws them first when given tensors).
+Imports: graphviz, errors, the standard library.
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ import sys
 import sysconfig
 from pathlib import Path
 from typing import Any
+
+import graphviz
 
 from ..errors import TinygradRNNError
 
@@ -103,26 +108,13 @@ def run_renderer(source: str, fmt: str = "svg", prefer: str = "auto", timeout: f
     return res.stdout
 
 
-def render(graph_or_roots: Any, path: str | os.PathLike, format: str | None = None,  # noqa: A002
-           renderer: str = "auto", **draw_options: Any) -> Path:
-    """Write a drawing of a graph to `path` and return the path.
-
-    graph_or_roots: a `graphviz.Digraph`/`Source` (e.g. from draw_graph), DOT text, or tensors
-    (drawn with `draw_graph(*roots, **draw_options)`). format: "svg", "png" or "pdf"; by default
-    taken from the file suffix, else "svg". When no renderer is installed, the DOT source is
-    written to `path` with suffix ".gv" and a RenderError says what to install."""
-    from .graph import draw_graph
-
-    if isinstance(graph_or_roots, str):
-        source = graph_or_roots
-    elif hasattr(graph_or_roots, "source"):
-        if draw_options:
-            raise TypeError(f"render: drawing options {sorted(draw_options)} only apply when "
-                            f"render() draws tensors; pass them to draw_graph instead")
-        source = graph_or_roots.source
-    else:
-        roots = graph_or_roots if isinstance(graph_or_roots, (list, tuple)) else [graph_or_roots]
-        source = draw_graph(*roots, **draw_options).source
+def write(graph: Any, path: str | os.PathLike, format: str | None = None,  # noqa: A002
+          renderer: str = "auto") -> Path:
+    """Render `graph` (a `graphviz.Digraph`/`Source`, or DOT text) to `path` and return the path.
+    format: "svg", "png" or "pdf"; by default taken from the file suffix, else "svg". When no
+    renderer is installed, the DOT source is written to `path` with suffix ".gv" and a RenderError
+    says what to install."""
+    source = graph if isinstance(graph, str) else graph.source
     out = Path(path)
     fmt = format or (out.suffix.lstrip(".") if out.suffix else "svg")
     if not out.suffix:
@@ -141,3 +133,27 @@ def render(graph_or_roots: Any, path: str | os.PathLike, format: str | None = No
     tmp.write_bytes(data)
     os.replace(tmp, out)
     return out
+
+
+class GraphDigraph(graphviz.Digraph):
+    """A `graphviz.Digraph` whose rendering (`pipe`, `render`, Jupyter display) falls back to the
+    pip-installable renderer when the system Graphviz `dot` is missing."""
+
+    def pipe(self, format: str | None = None, *args: Any, **kwargs: Any) -> Any:  # noqa: A002
+        if system_dot() is not None or args:
+            return super().pipe(format, *args, **kwargs)
+        data = run_renderer(self.source, format or self.format or "svg")
+        enc = kwargs.get("encoding")
+        return data.decode(enc) if enc else data
+
+    def render(self, filename: Any = None, directory: Any = None, view: bool = False,
+               cleanup: bool = False, format: str | None = None, *args: Any, **kwargs: Any) -> str:  # noqa: A002
+        if system_dot() is not None or args or view:
+            return super().render(filename, directory, view, cleanup, format, *args, **kwargs)
+        fmt = format or self.format or "pdf"
+        src = self.save(filename, directory=directory)
+        out = kwargs.get("outfile") or f"{src}.{fmt}"
+        write(self, out, format=fmt)
+        if cleanup:
+            os.remove(src)
+        return os.fspath(out)
