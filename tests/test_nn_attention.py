@@ -154,9 +154,10 @@ def test_device(device):
     att = AdditiveAttention(DQ, DK, A).to(device=device)
     q, k = tg.randn(B, DQ, device=device), tg.randn(B, TX, DK, device=device, requires_grad=True)
     ctx, w = att(q, k, lengths=[3, 1])
-    assert ctx.device == device and w.device == device
+    dev = tg.backend.normalize_device(device)  # the canonical form: "cuda" -> "cuda:0"
+    assert ctx.device == dev and w.device == dev
     ctx.sum().backward()
-    assert k.grad.device == device
+    assert k.grad.device == dev
     assert float(w.numpy()[1, 1:].sum()) == 0.0
 
 

@@ -219,7 +219,8 @@ def test_device(device):
     model = small(encoder_cell="lstm", bidirectional=True).to(device=device)
     loss = model.loss(SRC, TGT)
     loss.backward()
-    assert loss.device == device and model.out.weight.grad.device == device
+    dev = tg.backend.normalize_device(device)  # the canonical form: "cuda" -> "cuda:0"
+    assert loss.device == dev and model.out.weight.grad.device == dev
     assert model.greedy(SRC) == model.beam_search(SRC, beam_size=1)
 
 

@@ -3,6 +3,8 @@
 The table below is the op coverage list: test_every_op_has_a_row fails when an op is registered
 in tinygrad_rnn.ops.OPS without a row here.
 """
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -25,6 +27,13 @@ def _pos(shape, rng):  # strictly positive inputs for log/sqrt/pow
 def _nz(shape, rng):  # away from kinks (abs, relu, clamp, max) so central differences are valid
     x = rng.uniform(0.2, 1.5, shape) * rng.choice([-1.0, 1.0], shape)
     return x
+
+
+def _off_int(shape, rng):  # away from the jumps of floor/ceil (integers and half-integers)
+    return rng.integers(-3, 3, shape) + rng.uniform(0.1, 0.4, shape)
+
+
+_erf = np.vectorize(math.erf)
 
 
 def _distinct(shape, rng):  # distinct values: no ties in max/min
@@ -107,6 +116,45 @@ CASES = [
      dict(eps=1e-2, atol=1e-4)),
     ("to_device", lambda a: a.to("cpu") * 1.0, lambda a: a, [(3,)], None),
     ("clone", lambda a: a.clone(), lambda a: a, [(3,)], None),
+    # common ops (issue 14): primitives ...
+    ("sin", lambda a: a.sin(), np.sin, [(2, 3)], None),
+    ("cos", lambda a: tg.cos(a * 3), lambda a: np.cos(a * 3), [(2, 3)], None),
+    ("sign", lambda a: a.sign() * a, lambda a: np.sign(a) * a, [(2, 3)], _nz),
+    ("floor", lambda a: a.floor() + a, lambda a: np.floor(a) + a, [(2, 3)], _off_int),
+    ("ceil", lambda a: tg.ceil(a * 2) * a, lambda a: np.ceil(a * 2) * a, [(2, 3)], _off_int),
+    ("erf", lambda a: a.erf(), _erf, [(3, 4)], None),
+    ("erf", lambda a: tg.erf(a * 4), lambda a: _erf(a * 4), [(3, 4)], None),
+    ("expm1", lambda a: a.expm1(), np.expm1, [(3, 4)], None),
+    ("expm1", lambda a: tg.expm1(a * 1e-4), lambda a: np.expm1(a * 1e-4), [(3, 4)], None),
+    ("softplus", lambda a: a.softplus(), lambda a: np.logaddexp(0, a), [(2, 3)], None),
+    ("softplus", lambda a: tg.softplus(a * 40, beta=0.5, threshold=5),  # both sides of the threshold
+     lambda a: np.where(a * 20 > 5, a * 40, np.logaddexp(0, a * 20) / 0.5), [(3, 4)], None),
+    ("cumsum", lambda a: a.cumsum(1), lambda a: np.cumsum(a, 1), [(3, 4)], None),
+    ("cumsum", lambda a: tg.cumsum(a, 0), lambda a: np.cumsum(a, 0), [(3, 2, 2)], None),
+    # ... and composed from the ops above (each checked the same way)
+    ("leaky_relu", lambda a: a.leaky_relu(0.1), lambda a: np.where(a > 0, a, 0.1 * a), [(3, 4)], _nz),
+    ("leaky_relu", lambda a: tg.leaky_relu(a), lambda a: np.where(a > 0, a, 0.01 * a), [(3, 4)], _nz),
+    ("elu", lambda a: a.elu(), lambda a: np.where(a > 0, a, np.expm1(np.minimum(a, 0))), [(3, 4)], _nz),
+    ("elu", lambda a: tg.elu(a * 1000, alpha=0.5),  # exp(1000) would overflow: it is never computed
+     lambda a: np.where(a > 0, a * 1000, 0.5 * np.expm1(np.minimum(a * 1000, 0))), [(3, 4)], _nz),
+    ("gelu", lambda a: a.gelu(), lambda a: a * 0.5 * (1 + _erf(a / np.sqrt(2))), [(3, 4)], None),
+    ("gelu", lambda a: tg.gelu(a * 3, approximate="tanh"),
+     lambda a: 1.5 * a * (1 + np.tanh(np.sqrt(2 / np.pi) * (3 * a + 0.044715 * (3 * a) ** 3))), [(3, 4)], None),
+    ("flip", lambda a: a.flip(0, 2), lambda a: a[::-1, :, ::-1], [(2, 3, 4)], None),
+    ("flip", lambda a: tg.flip(a, (-1,)), lambda a: a[:, ::-1], [(2, 3)], None),
+    ("repeat", lambda a: a.repeat(2, 1, 3), lambda a: np.tile(a, (2, 1, 3)), [(3, 2)], None),
+    ("repeat", lambda a: a.repeat((2, 2)), lambda a: np.tile(a, (2, 2)), [(3, 2)], None),
+    ("tril", lambda a: a.tril(), np.tril, [(4, 4)], None),
+    ("tril", lambda a: tg.tril(a, -1), lambda a: np.tril(a, -1), [(2, 3, 4)], None),
+    ("triu", lambda a: a.triu(1), lambda a: np.triu(a, 1), [(3, 5)], None),
+    ("triu", lambda a: tg.triu(a, -1), lambda a: np.triu(a, -1), [(2, 4, 3)], None),
+    ("var", lambda a: a.var(1), lambda a: a.var(1, ddof=1), [(3, 4)], None),
+    ("var", lambda a: a.var(correction=0), np.var, [(3, 4)], None),
+    ("var", lambda a: tg.var(a, (0, 2), keepdim=True), lambda a: a.var((0, 2), ddof=1, keepdims=True),
+     [(2, 3, 4)], None),
+    ("std", lambda a: a.std(0), lambda a: a.std(0, ddof=1), [(3, 4)], None),
+    ("std", lambda a: tg.std(a, correction=0), np.std, [(3, 4)], None),
+    ("where", lambda a: a * tg.where(a > 0, 2.0, -1.0), lambda a: a * np.where(a > 0, 2.0, -1.0), [(3, 4)], _nz),
 ]
 
 
@@ -282,3 +330,97 @@ def test_matmul_property(a, k, m):
     tx, ty = (tg.Tensor(v, dtype="float64", requires_grad=True) for v in (x, y))
     np.testing.assert_allclose((tx @ ty).numpy(), x @ y, rtol=1e-12, atol=1e-12)
     assert tg.gradcheck(lambda p, q: p @ q, [tx, ty])
+
+
+# ------------------------------------------------------------------------------ common ops (issue 14)
+def test_softplus_elu_gelu_are_stable_for_large_inputs():
+    x = tg.Tensor([-1000.0, -60.0, -1e-3, 0.0, 30.0, 1000.0], requires_grad=True)  # float32
+    for f, want, dwant in [
+        (lambda t: t.softplus(), [0.0, np.exp(-60.0), np.log1p(np.exp(-1e-3)), np.log(2.0), 30.0, 1000.0],
+         [0.0, np.exp(-60.0), _sig(-1e-3), 0.5, 1.0, 1.0]),
+        (lambda t: t.elu(), [-1.0, -1.0, np.expm1(-1e-3), 0.0, 30.0, 1000.0],
+         [0.0, np.exp(-60.0), np.exp(-1e-3), 1.0, 1.0, 1.0]),
+        (lambda t: t.gelu(), [0.0, 0.0, -1e-3 * 0.5 * (1 + math.erf(-1e-3 / np.sqrt(2))), 0.0, 30.0, 1000.0],
+         [0.0, 0.0, 0.5 * (1 + math.erf(-1e-3 / np.sqrt(2))) - 1e-3 * np.exp(-5e-7) / np.sqrt(2 * np.pi),
+          0.5, 1.0, 1.0]),
+    ]:
+        x.grad = None
+        y = f(x)
+        y.sum().backward()
+        np.testing.assert_allclose(y.numpy(), want, rtol=1e-5, atol=1e-30)
+        np.testing.assert_allclose(x.grad.numpy(), dwant, rtol=1e-5, atol=1e-30)
+
+
+def test_common_ops_match_pytorch():
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(0).standard_normal((4, 5)) * 3
+    t, p = tg.Tensor(x, dtype="float64"), torch.tensor(x)
+    tf = torch.nn.functional
+    pairs = [
+        (t.leaky_relu(), tf.leaky_relu(p)), (t.elu(alpha=0.7), tf.elu(p, alpha=0.7)),
+        (t.softplus(), tf.softplus(p)), (t.softplus(beta=3, threshold=2), tf.softplus(p, beta=3, threshold=2)),
+        (t.gelu(), tf.gelu(p)), (t.gelu(approximate="tanh"), tf.gelu(p, approximate="tanh")),
+        (t.sign(), p.sign()), (t.floor(), p.floor()), (t.ceil(), p.ceil()), (t.sin(), p.sin()),
+        (t.flip(0, 1), p.flip(0, 1)), (t.repeat(2, 1, 2), p.repeat(2, 1, 2)), (t.cumsum(1), p.cumsum(1)),
+        (t.tril(1), p.tril(1)), (t.triu(-1), p.triu(-1)), (t.var(), p.var()), (t.var(0), p.var(0)),
+        (t.std(1, correction=0, keepdim=True), p.std(1, correction=0, keepdim=True)), (t.erf(), p.erf()),
+        (t.expm1(), p.expm1()), (t.cos(), p.cos()),
+    ]
+    for k, (a, b) in enumerate(pairs):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-14, err_msg=str(k))
+
+
+def test_where_with_numbers_in_both_branches():
+    x = tg.Tensor([-1.0, 2.0, 0.5])
+    assert tg.where(x > 0, 1.0, 0.0).tolist() == [0.0, 1.0, 1.0]
+    assert tg.where(x > 0, 1.0, 0.0).dtype == tg.float32
+    assert tg.where(x > 0, 3, -1).dtype == tg.int64 and tg.where(x > 0, 3, -1).tolist() == [-1, 3, 3]
+    assert tg.where(x > 0, True, False).dtype == tg.bool_
+    assert tg.where(np.array([True, False]), 2, 0.5).tolist() == [2.0, 0.5]
+    with pytest.raises(tg.DTypeError, match="cond must be a boolean"):
+        tg.where(x, 1.0, 0.0)
+
+
+def test_common_ops_errors():
+    x = tg.randn(3)
+    with pytest.raises(ValueError, match="correction=1 leave 0 degrees of freedom"):
+        tg.randn(1, 4).var(0)
+    with pytest.raises(ValueError, match="flip: give the dims"):
+        x.flip()
+    with pytest.raises(ValueError, match=r"repeat: give one non-negative count per dim \(at least 2"):
+        tg.randn(2, 3).repeat(2)
+    with pytest.raises(tg.ShapeError, match="tril: needs a matrix"):
+        x.tril()
+    with pytest.raises(ValueError, match="approximate must be 'none'"):
+        x.gelu(approximate="erf")
+    with pytest.raises(ValueError, match="beta must be a positive number"):
+        x.softplus(beta=0)
+    with pytest.raises(IndexError, match="cumsum: dim 1 is out of range"):
+        x.cumsum(1)
+    assert tg.Tensor(2.5).cumsum(0).item() == 2.5
+
+
+def test_sign_floor_ceil_have_zero_gradient():
+    x = tg.Tensor([-1.5, 0.3, 2.7], requires_grad=True)
+    (x.sign() + x.floor() + x.ceil()).sum().backward()
+    assert x.grad.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_erf_fallbacks_agree_with_math_erf(monkeypatch):
+    """NumPy has no erf: SciPy's is used when installed, else math.erf per element; a CuPy without
+    cupyx.scipy.special.erf (and the stand-in) uses the series. All three against math.erf."""
+    import builtins
+    from tinygrad_rnn import backend
+    x = np.linspace(-7, 7, 1401)
+    want = _erf(x)
+    np.testing.assert_allclose(backend.erf_series(x), want, rtol=0, atol=4e-15)
+    np.testing.assert_allclose(backend.erf_series(x.astype(np.float32)), want, rtol=0, atol=2e-7)
+    real_import = builtins.__import__
+
+    def no_scipy(name, *a, **k):
+        if name.startswith("scipy"):
+            raise ImportError(name)
+        return real_import(name, *a, **k)
+    monkeypatch.setattr(builtins, "__import__", no_scipy)
+    np.testing.assert_array_equal(backend.erf(x), want)
+    assert backend.erf(np.array(0.5, np.float32)).dtype == np.float32

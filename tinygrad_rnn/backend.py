@@ -6,7 +6,9 @@ the difference is one function here.
 """
 from __future__ import annotations
 
-from typing import Any
+import math
+import threading
+from typing import Any, Callable
 
 import numpy as np
 
@@ -120,6 +122,8 @@ def to_numpy(a: Any) -> np.ndarray:
     if isinstance(a, np.ndarray):
         return a
     if _cupy is not None and isinstance(a, _cupy.ndarray):
+        if _pending.checks:  # this sync is paid anyway: settle the deferred checks first
+            sync_flags()
         return _cupy.asnumpy(a)
     return np.asarray(a)
 
@@ -139,6 +143,40 @@ def scatter_add(target: Any, index: Any, values: Any) -> None:
         _cupy.add.at(target, index, values)
     else:  # CuPy < 13
         cupyx.scatter_add(target, index, values)
+
+
+def erf(x: Any) -> Any:
+    """The error function, elementwise. NumPy has none: SciPy's when installed, else the C library's
+    (math.erf, per element); CuPy: cupyx.scipy.special.erf, else the series below."""
+    if isinstance(x, np.ndarray):
+        try:
+            from scipy.special import erf as sp_erf  # noqa: PLC0415 - optional, only for erf
+        except ImportError:
+            y = np.vectorize(math.erf, otypes=[np.float64])(x)
+            return y.astype(x.dtype) if x.dtype.kind == "f" else y
+        return sp_erf(x)
+    try:
+        from cupyx.scipy.special import erf as cp_erf  # noqa: PLC0415 - only reached with CuPy arrays
+    except ImportError:
+        return erf_series(x)
+    return cp_erf(x)
+
+
+def erf_series(x: Any) -> Any:
+    """erf from array ops only (any backend): 2/sqrt(pi) exp(-x^2) sum_n 2^n x^(2n+1) / (2n+1)!!.
+    Every term is positive (no cancellation), so it is accurate to a few ulp (2e-15 measured against
+    math.erf); |x| is clipped at 6, where erf is 1 in float64, and 110 terms then suffice."""
+    xp = array_module(x)
+    z = xp.clip(x, -6.0, 6.0).astype(np.float64)  # in float64 whatever the input dtype
+    z2 = 2 * z * z
+    term = z.copy()
+    total = z.copy()
+    for n in range(1, 110):
+        term *= z2
+        term /= 2 * n + 1
+        total += term
+    y = total * xp.exp(-(z * z)) * (2 / math.sqrt(math.pi))
+    return y.astype(x.dtype) if x.dtype.kind == "f" else y
 
 
 # ----------------------------------------------------------------------------------- random numbers
@@ -178,3 +216,103 @@ def set_rng_state(state: dict) -> None:
     _seed = state.get("seed")
     _rngs.clear()
     rng("cpu").bit_generator.state = state["cpu"]
+
+
+# ----------------------------------------------------------------------------- deferred checks
+# A value check on GPU data (an index in range, a mask row not empty) needs the answer on the host:
+# a device->host sync that stalls the launch queue. Checks that would run once per step (an
+# Embedding lookup, a decoder step's attention mask) are therefore deferred: the condition is
+# computed on the device and kept here, and all pending ones are read together, in one transfer,
+# at the next point that syncs anyway (Tensor.numpy/item/tolist, backward, a decoding loop's
+# periodic stop test) or when MAX_PENDING of them have piled up. On the CPU checks stay eager.
+MAX_PENDING = 256
+
+
+class _Pending(threading.local):
+    def __init__(self) -> None:
+        self.checks: list = []  # [(bad: 0-d bool device array, make_error: () -> Exception)]
+
+
+_pending = _Pending()
+
+
+def check_later(bad: Any, make_error: Callable[[], Exception]) -> None:
+    """Record a check on device data: `bad` is a 0-d bool array on the GPU (True = invalid);
+    `make_error()` builds the exception (it may sync: it only runs when the check failed)."""
+    checks = _pending.checks
+    checks.append((bad, make_error))
+    if len(checks) >= MAX_PENDING:
+        sync_flags()
+
+
+def sync_flags(*flags: Any) -> list:
+    """Read `flags` (0-d device arrays) and every pending deferred check in ONE device->host
+    transfer; raise the first failed check's error, else return the flags' values as Python
+    scalars. With no flags and no pending checks nothing is transferred."""
+    checks, _pending.checks = _pending.checks, []
+    arrays = list(flags) + [bad for bad, _ in checks]
+    if not arrays:
+        return []
+    host: list = [None] * len(arrays)
+    by_device: dict = {}
+    for k, a in enumerate(arrays):
+        by_device.setdefault(device_of(a), []).append(k)
+    for dev, ks in by_device.items():  # one transfer per device (arrays on two GPUs cannot stack)
+        if dev == "cpu":
+            vals = [np.asarray(arrays[k]).item() for k in ks]
+        else:
+            with _cupy.cuda.Device(int(dev[5:])):
+                vals = _cupy.stack([arrays[k].astype(np.float64) for k in ks]).get().tolist()
+        for k, v in zip(ks, vals):
+            host[k] = v
+    for (_, make_error), bad in zip(checks, host[len(flags):]):
+        if bad:
+            raise make_error()
+    return host[:len(flags)]
+
+
+def pending_checks() -> int:
+    """How many deferred checks wait for the next sync (0 on the CPU, where checks are eager)."""
+    return len(_pending.checks)
+
+
+# ------------------------------------------------------------------------------------- DLPack
+_DL_CPU, _DL_CUDA, _DL_CUDA_HOST, _DL_CUDA_MANAGED = 1, 2, 3, 13  # DLPack device types
+
+
+def type_name(x: Any) -> str:
+    """'torch.Tensor', 'numpy.ndarray', 'list': the name a user recognises in an error."""
+    t = type(x)
+    mod = t.__module__.split(".")[0]
+    return t.__qualname__ if mod == "builtins" else f"{mod}.{t.__qualname__}"
+
+
+def is_dlpack(x: Any) -> bool:
+    """An array of another library that can be shared through DLPack (PyTorch, JAX, ...)."""
+    return hasattr(type(x), "__dlpack__") and not is_array(x)
+
+
+def from_dlpack(x: Any) -> Any:
+    """A NumPy (CPU) or CuPy (GPU) array sharing x's memory, without a copy, through DLPack."""
+    if is_array(x):
+        return x
+    if getattr(x, "requires_grad", False) and callable(getattr(x, "detach", None)):
+        x = x.detach()  # PyTorch refuses to export a tensor that requires grad; the data is the same
+    kind, idx = x.__dlpack_device__() if hasattr(x, "__dlpack_device__") else (_DL_CPU, 0)
+    try:
+        if kind in (_DL_CPU, _DL_CUDA_HOST):
+            return np.from_dlpack(x)
+        if kind in (_DL_CUDA, _DL_CUDA_MANAGED):
+            cp = _import_cupy()
+            if cp is None:
+                raise DeviceError(f"from_dlpack: this {type_name(x)} is on a CUDA GPU, which needs CuPy "
+                                  f"({_cupy_failed}); {INSTALL_HINT}")
+            with cp.cuda.Device(int(idx)):
+                return cp.from_dlpack(x)
+    except (TypeError, BufferError, RuntimeError) as e:
+        dtype = getattr(x, "dtype", "?")
+        raise TypeError(f"from_dlpack: cannot share this {type_name(x)} (dtype {dtype}) with "
+                        f"NumPy/CuPy ({e}); convert it first, e.g. x.float() for bfloat16, "
+                        f"x.resolve_conj()/.contiguous() in PyTorch") from None
+    raise DeviceError(f"from_dlpack: this {type_name(x)} is on DLPack device type {kind}; only CPU "
+                      f"and CUDA arrays are supported")

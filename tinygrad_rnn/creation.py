@@ -134,3 +134,14 @@ def eye(n: int, m: int | None = None, dtype: Any = None, device: Any = None,
     with _on(dev):
         arr = backend.xp_for(dev).eye(n, m, dtype=as_dtype(dtype) if dtype is not None else float32)
     return _finish(arr, None, dev, requires_grad)
+
+
+def from_dlpack(x: Any) -> Tensor:
+    """A Tensor sharing the memory of `x` (no copy): a PyTorch tensor, a JAX, CuPy or NumPy array,
+    any object with __dlpack__. Writes through one are seen by the other; dtype and device are kept."""
+    if isinstance(x, Tensor):
+        return x.detach()
+    if not (backend.is_array(x) or hasattr(x, "__dlpack__")):
+        raise TypeError(f"from_dlpack: expected an array with __dlpack__ (PyTorch, JAX, CuPy, NumPy), "
+                        f"got {backend.type_name(x)}; use tinygrad_rnn.Tensor(x) to copy other data")
+    return Tensor._make(backend.from_dlpack(x))

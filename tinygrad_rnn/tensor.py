@@ -76,6 +76,8 @@ class Tensor:
         dt = as_dtype(dtype) if dtype is not None else None
         if isinstance(data, Tensor):
             data = data.data
+        elif backend.is_dlpack(data):  # a PyTorch/JAX array: read through DLPack, keeping its dtype
+            data = backend.from_dlpack(data)
         if backend.is_array(data):
             src_dev = backend.device_of(data)
             xp = backend.array_module(data)
@@ -180,7 +182,7 @@ class Tensor:
         if self.data.size != 1:
             raise ValueError(f"item(): only a one-element tensor can be converted to a Python "
                              f"number, this one has shape {fmt_shape(self.shape)}")
-        return self.data.reshape(()).item()
+        return backend.to_numpy(self.data).reshape(()).item()  # one transfer; settles deferred checks
 
     def tolist(self) -> Any:
         return self.numpy().tolist()
@@ -197,9 +199,28 @@ class Tensor:
                              f"use .any() or .all()")
         return bool(self.item())
 
+    # ------------------------------------------------------------------------------ interop
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        a = self.numpy()
-        return a if dtype is None else a.astype(dtype)
+        """np.asarray(t) on a CPU tensor (no copy unless asked); refused on a GPU, as CuPy does."""
+        if not backend.is_cpu_array(self.data):
+            raise TypeError(f"Implicit conversion of a tensor on {self.device} to a NumPy array is "
+                            f"not allowed (it would hide a device->host copy), as in CuPy; use "
+                            f"t.numpy() to copy it explicitly")
+        a = self.data
+        if dtype is not None and np.dtype(dtype) != a.dtype:
+            if copy is False:
+                raise ValueError(f"np.asarray(tensor, dtype={dtype}, copy=False): a {a.dtype} tensor "
+                                 f"needs a copy to become {np.dtype(dtype)}")
+            return a.astype(dtype)
+        return a.copy() if copy else a
+
+    def __dlpack__(self, *args: Any, **kwargs: Any) -> Any:
+        """DLPack export of the data (shared, not copied; the graph is not part of it):
+        torch.from_dlpack(t), np.from_dlpack(t), cupy.from_dlpack(t)."""
+        return self.data.__dlpack__(*args, **kwargs)
+
+    def __dlpack_device__(self) -> tuple:
+        return self.data.__dlpack_device__()
 
     def detach(self) -> "Tensor":
         """A tensor sharing this data, cut from the graph (no creator, no grad). It shares the
@@ -346,6 +367,7 @@ class Tensor:
         """Accumulate the gradient of this tensor w.r.t. every leaf into the leaves' `.grad`."""
         from . import autograd  # noqa: PLC0415 - autograd imports this module
 
+        backend.sync_flags()  # deferred GPU input checks fail here, before any gradient is written
         autograd.backward(self, grad, retain_graph, create_graph)
 
     # ------------------------------------------------------------------------------------ repr

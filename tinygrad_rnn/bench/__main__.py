@@ -10,7 +10,7 @@ import sys
 import numpy as np
 
 from .. import backend
-from .run import CONFIGS, bench_config, memory_long, per_op_overhead, scaling
+from .run import CONFIGS, bench_config, memory_long, per_op_overhead, scaling, torch_skip_reason
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     device = backend.normalize_device(args.device)
     results: dict = {"machine": f"{platform.machine()} {platform.processor()}".strip(),
                      "numpy": np.__version__, "device": device, "steps": []}
+    skip = "" if args.no_torch else torch_skip_reason(device)
+    if skip:
+        results["torch_skipped"] = skip
+        print(f"note: PyTorch rows skipped: {skip}", file=sys.stderr)
     for cell in args.cell.split(","):
         for name in args.config.split(","):
             if name not in CONFIGS:

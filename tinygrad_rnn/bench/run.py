@@ -69,13 +69,23 @@ def check_against_reference(cell: str, layer: Any, x: Tensor, tol: float) -> flo
     return worst
 
 
-def _torch_impls(cell: str, x_np: np.ndarray, params: dict, device: str) -> dict:
+def torch_skip_reason(device: str) -> str:
+    """Why PyTorch's rows cannot run on `device` ("" when they can)."""
     try:
         import torch  # noqa: PLC0415 - optional reference, never a dependency
     except ImportError:
+        return "PyTorch is not installed"
+    if device != "cpu" and not torch.cuda.is_available():
+        return f"this PyTorch ({torch.__version__}) has no CUDA support, so it cannot run on {device}"
+    return ""
+
+
+def _torch_impls(cell: str, x_np: np.ndarray, params: dict, device: str) -> dict:
+    if torch_skip_reason(device):
         return {}
+    import torch  # noqa: PLC0415 - optional reference, never a dependency
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    dev = "cpu" if device == "cpu" else "cuda"
+    dev = device  # "cpu" or "cuda:N": the same strings in PyTorch
     T, B, D = x_np.shape
     H = params["weight_hh"].shape[1]
     x = torch.tensor(backend.to_numpy(x_np), device=dev)
@@ -89,7 +99,7 @@ def _torch_impls(cell: str, x_np: np.ndarray, params: dict, device: str) -> dict
         mod.zero_grad(set_to_none=True)
         out = mod(x)[0]
         (out * out).sum().backward()
-        if dev == "cuda":
+        if dev != "cpu":
             torch.cuda.synchronize()
 
     def primitives() -> None:
@@ -115,7 +125,7 @@ def _torch_impls(cell: str, x_np: np.ndarray, params: dict, device: str) -> dict
             outs.append(h)
         out = torch.stack(outs)
         (out * out).sum().backward()
-        if dev == "cuda":
+        if dev != "cpu":
             torch.cuda.synchronize()
     return {"torch fused": fused, "torch primitives": primitives}
 

@@ -148,10 +148,17 @@ class Attention(Module):
                              f"{fmt_shape(keys.shape)}; expected (B, T_x) = {fmt_shape((batch, steps))}")
         m = backend.to_device(m, keys.device)
         empty = ~m.any(axis=1)
-        if bool(empty.any()):
+
+        def error(later: str = "") -> ValueError:
             b = int(backend.to_numpy(empty).nonzero()[0][0])
-            raise ValueError(f"{name}: mask[{b}] is all False: sequence {b} has no encoder step to "
-                             f"attend to (its weights would be 0/0)")
+            return ValueError(f"{name}: mask[{b}] is all False: sequence {b} has no encoder step to "
+                              f"attend to (its weights would be 0/0){later}")
+        if backend.is_cpu_array(m):
+            if empty.any():
+                raise error()
+        else:  # a decoder calls this every step: check on the device, read it at the next sync
+            backend.check_later(empty.any(), lambda: error(" (found at the next sync point: a mask "
+                                                           "on a GPU is checked without a host sync)"))
         return m
 
     # ------------------------------------------------------------------------------- forward

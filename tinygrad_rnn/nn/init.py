@@ -1,7 +1,9 @@
 """In-place initialisers (PyTorch names), reproducible under tinygrad_rnn.manual_seed.
 
-Imports: the public core. Random numbers come from backend.rng(tensor.device); every function
-writes into `tensor.data` in place, keeps its dtype and device, and returns the tensor.
+Imports: the public core. Random numbers come from the CPU generator (backend.rng("cpu")) and are
+copied to the tensor's device, so a model starts with the same weights on every device for a given
+seed (docs/gpu.md); every function writes into `tensor.data` in place, keeps its dtype and device,
+and returns the tensor.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ def _fill(t: Tensor, values: np.ndarray | object) -> Tensor:
 
 
 def _draw(t: Tensor, kind: str, *args: float) -> object:
-    g = backend.rng(t.device)
+    g = backend.rng("cpu")  # one rule for every layer and device: draw on the CPU, then copy
     if kind == "uniform":
         lo, hi = args
         return g.random(t.shape, dtype=np.float64 if t.dtype == np.float64 else np.float32) * (hi - lo) + lo

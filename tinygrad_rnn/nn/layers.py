@@ -145,18 +145,28 @@ class Embedding(Module):
         if arr.dtype.kind not in "iu":
             raise DTypeError(f"Embedding: indices must be integers (token ids), got dtype "
                              f"{arr.dtype} with shape {fmt_shape(arr.shape)}; convert with .long()")
-        if arr.size:
+        if not arr.size:
+            return arr
+        n = self.num_embeddings
+
+        def error(later: bool = False) -> IndexError:
             lo, hi = int(arr.min()), int(arr.max())
-            if lo < 0 or hi >= self.num_embeddings:
-                bad = lo if lo < 0 else hi
-                raise IndexError(f"Embedding({self.num_embeddings}, {self.embedding_dim}): index "
-                                 f"{bad} is out of range; valid indices are 0..{self.num_embeddings - 1}"
-                                 f" (is num_embeddings the vocabulary size?)")
-        return arr
+            when = (" (found at the next sync point, not at the lookup: indices on a GPU are checked on "
+                    "the device, without a host round trip per lookup; docs/gpu.md)") if later else ""
+            return IndexError(f"Embedding({n}, {self.embedding_dim}): index {lo if lo < 0 else hi} is "
+                              f"out of range; valid indices are 0..{n - 1} (is num_embeddings the "
+                              f"vocabulary size?){when}")
+        if backend.is_cpu_array(arr):
+            if int(arr.min()) < 0 or int(arr.max()) >= n:
+                raise error()
+            return arr
+        # on a GPU: check later, in the next sync, and clamp meanwhile (a wrong row, never a fault)
+        backend.check_later(((arr < 0) | (arr >= n)).any(), lambda: error(later=True))
+        return backend.array_module(arr).clip(arr, 0, n - 1)
 
     def forward(self, indices: Any) -> Tensor:
         arr = self._indices(indices)
-        out = self.weight[arr]
+        out = ops.GetItem((arr,), checked=True)(self.weight)
         if self.padding_idx is not None and self.weight.requires_grad:
             # Same values, but the padding positions take the detached rows, so no gradient
             # reaches weight[padding_idx] (PyTorch's semantics).

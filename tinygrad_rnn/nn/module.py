@@ -225,11 +225,17 @@ class Module:
                             f"{type(state_dict).__name__}")
         own = dict(self.named_parameters())
         own.update(dict(self.named_buffers()))
-        bad = [f"{k} ({type(v).__name__})" for k, v in state_dict.items()
+        # a PyTorch state_dict() as it is: its tensors are read through DLPack (shared, then copied in)
+        kinds = {k: backend.type_name(v) for k, v in state_dict.items()}
+        foreign = {k: kinds[k] + " " for k, v in state_dict.items()
+                   if not isinstance(v, Tensor) and backend.is_dlpack(v)}
+        state_dict = {k: backend.from_dlpack(v) if k in foreign else v for k, v in state_dict.items()}
+        bad = [f"{k} ({kinds[k]})" for k, v in state_dict.items()
                if k in own and not (isinstance(v, Tensor) or backend.is_array(v))]
         if bad:
-            raise TypeError(f"load_state_dict into {type(self).__name__}: values must be Tensors or "
-                            f"NumPy/CuPy arrays; got {', '.join(bad)}")
+            raise TypeError(f"load_state_dict into {type(self).__name__}: values must be Tensors, "
+                            f"NumPy/CuPy arrays or arrays with __dlpack__ (torch.Tensor, JAX); got "
+                            f"{', '.join(bad)}")
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         mis = []
@@ -237,7 +243,8 @@ class Module:
             if k in own:
                 shape = tuple(v.shape)
                 if shape != tuple(own[k].shape):
-                    mis.append(f"{k}: checkpoint {fmt_shape(shape)} vs model {fmt_shape(own[k].shape)}")
+                    mis.append(f"{k}: checkpoint {foreign.get(k, '')}{fmt_shape(shape)} vs model "
+                               f"{fmt_shape(own[k].shape)}")
         problems = []
         if mis:
             problems.append("shape mismatch for " + "; ".join(mis))

@@ -50,6 +50,13 @@ class Encoded:
                        None if self.keys is None else self.keys[index], _select_state(self.state, index))
 
 
+def _sync_every(sync_every: Any) -> int:
+    if isinstance(sync_every, bool) or not isinstance(sync_every, numbers.Integral) or sync_every < 1:
+        raise ValueError(f"Seq2Seq: sync_every must be a positive int (decoding steps between two "
+                         f"device->host reads of the stop flag), got {sync_every!r}")
+    return int(sync_every)
+
+
 def _select_state(state: list, index: Any) -> list:
     return [tuple(t[index] for t in layer) for layer in state]
 
@@ -186,7 +193,10 @@ class Seq2Seq(Module):
     # ------------------------------------------------------------------------------ encoder
     def encode(self, src: Any, src_lengths: Any = None) -> Encoded:
         """Run the encoder: states h_j, the padding mask, projected keys, decoder initial state."""
+        raw = src.data if isinstance(src, Tensor) else src
         src = self._ids(src, "src")
+        if src_lengths is None and (backend.is_cpu_array(raw) or not backend.is_array(raw)):
+            src_lengths = (backend.np.asarray(raw) != self.pad_idx).sum(1)  # host data: no sync
         lengths = self._lengths(src, src_lengths)
         steps = src.shape[1]
         padded = any(v < steps for v in lengths)
@@ -295,13 +305,17 @@ class Seq2Seq(Module):
         return logp, state, (alpha.data if alpha is not None else None)
 
     def greedy(self, src: Any, src_lengths: Any = None, max_len: int | None = None,
-               return_attention: bool = False) -> list | tuple[list, list]:
+               return_attention: bool = False, sync_every: int = 8) -> list | tuple[list, list]:
         """Greedy decoding: at each step feed back the most probable token, until eos_idx or max_len.
+
+        sync_every: on a GPU, whether every sequence has finished is read back (a device->host
+        sync) once every sync_every steps, not every step; up to sync_every - 1 extra steps may
+        run after the last eos, which changes no result. On the CPU it is tested every step.
 
         Returns one list of token ids per sequence (eos removed). With return_attention also a list
         of arrays (n_steps, T_x): row i is the attention while emitting token i; when the sequence
         ended with eos the last row is the eos step (so n_steps = len(tokens) + 1)."""
-        max_len = self._max_len(max_len)
+        max_len, every = self._max_len(max_len), _sync_every(sync_every)
         was_training = self.training
         self.eval()
         try:
@@ -312,13 +326,14 @@ class Seq2Seq(Module):
                 tokens = xp.full((batch,), self.sos_idx, dtype=xp.int64)
                 state, done = enc.state, xp.zeros(batch, dtype=bool)
                 out_tokens, out_alpha = [], []
-                for _ in range(max_len):
+                every = 1 if xp is backend.np else every  # on the CPU the test is free
+                for step in range(max_len):
                     logp, state, alpha = self._log_probs(tokens, state, enc)
                     tokens = xp.argmax(logp, -1)
                     out_tokens.append(tokens)
                     out_alpha.append(alpha)
                     done = done | (tokens == self.eos_idx)
-                    if bool(done.all()):
+                    if (step + 1) % every == 0 and backend.sync_flags(done.all())[0]:
                         break
         finally:
             self.train(was_training)
@@ -326,16 +341,18 @@ class Seq2Seq(Module):
 
     def beam_search(self, src: Any, src_lengths: Any = None, beam_size: int = 5,
                     max_len: int | None = None, length_penalty: float = 0.0,
-                    return_attention: bool = False) -> list | tuple[list, list]:
+                    return_attention: bool = False, sync_every: int = 8) -> list | tuple[list, list]:
         """Beam search: keep the beam_size most probable partial outputs per sequence.
 
         All B * beam_size hypotheses run as one batch. A hypothesis that emitted eos_idx is finished:
         it stays in the beam with its score (only eos can follow, at no cost). The result per
         sequence is the hypothesis with the best score / length**length_penalty (0: the plain sum of
-        log-probabilities; beam_size=1 is then exactly greedy decoding). Returns the same as greedy."""
+        log-probabilities; beam_size=1 is then exactly greedy decoding). Returns the same as greedy;
+        sync_every as in greedy (extra steps after every beam finished change nothing: a finished
+        hypothesis only extends by eos at no cost)."""
         if isinstance(beam_size, bool) or not isinstance(beam_size, numbers.Integral) or beam_size < 1:
             raise ValueError(f"Seq2Seq.beam_search: beam_size must be a positive int, got {beam_size!r}")
-        max_len, k = self._max_len(max_len), int(beam_size)
+        max_len, k, every = self._max_len(max_len), int(beam_size), _sync_every(sync_every)
         was_training = self.training
         self.eval()
         try:
@@ -353,12 +370,16 @@ class Seq2Seq(Module):
                 # a stable sort keeps the lowest token id among ties, as argmax does (so k=1 is
                 # greedy); CuPy's argsort is always stable and older versions reject `kind`
                 stable = {"kind": "stable"} if xp is backend.np else {}
-                for _ in range(max_len):
+                every = 1 if xp is backend.np else every  # on the CPU the test is free
+                finished = xp.full(self.tgt_vocab_size, -math.inf)
+                finished[self.eos_idx] = 0.0
+                for step in range(max_len):
                     logp, state, alpha = self._log_probs(tokens, state, enc)
-                    logp = logp.astype(xp.float64)
-                    logp[done] = -math.inf
-                    logp[done, self.eos_idx] = 0.0
                     vocab = logp.shape[1]
+                    # a finished hypothesis continues only with eos, at no cost. A where, not
+                    # logp[done] = ...: CuPy's boolean-mask indexing reads the mask's count back to
+                    # the host (a sync per step that the CuPy stand-in does not count)
+                    logp = xp.where(done[:, None], finished, logp.astype(xp.float64))
                     cand = (scores.reshape(-1, 1) + logp).reshape(batch, k * vocab)
                     best = xp.argsort(-cand, axis=1, **stable)[:, :k]             # (B, k)
                     scores = xp.take_along_axis(cand, best, 1)
@@ -368,7 +389,7 @@ class Seq2Seq(Module):
                     done = done[origin] | (tokens == self.eos_idx)
                     state = _select_state(state, origin)
                     history.append((origin, tokens, None if alpha is None else alpha[origin]))
-                    if bool(done.all()):
+                    if (step + 1) % every == 0 and backend.sync_flags(done.all())[0]:
                         break
         finally:
             self.train(was_training)
