@@ -7,7 +7,8 @@ A chain of n ops (add, then mul, of (4, 4) float32 tensors), forward + backward,
 the calling thread's CPU time (time.thread_time), which other processes on a shared machine
 inflate far less than wall time, and every run also reports PyTorch's figure from the same run
 (CPU autograd runs in the calling thread). The garbage collector stays on, as in user code.
-`add` saves nothing for backward; `mul` saves both inputs (the version checks' case).
+`add` saves nothing for backward; `mul` saves both inputs (the version checks' case);
+`transpose` returns a view of its input (the version counter is shared: `--ops transpose`).
 The script imports `tinygrad_rnn` absolutely, so it can also time another checkout:
 `PYTHONPATH=/path/to/other python tinygrad_rnn/bench/overhead.py --label before`.
 """
@@ -26,20 +27,29 @@ import numpy as np
 import tinygrad_rnn as tg
 
 
+STEPS = {  # one op per step; `transpose` makes a view of its input (shares its version counter)
+    "add": lambda c, w: c + w,
+    "mul": lambda c, w: c * w,
+    "transpose": lambda c, w: c.transpose(0, 1),
+}
+
+
 def _chain(x, w, n: int, op: str):
+    step = STEPS[op]
+
     def run() -> None:
         c = x
         for _ in range(n):
-            c = c + w if op == "add" else c * w
+            c = step(c, w)
         c.sum().backward()
         x.grad = w.grad = None
     return run
 
 
-def measure(n: int = 2000, reps: int = 25) -> dict:
+def measure(n: int = 2000, reps: int = 25, ops: tuple = ("add", "mul")) -> dict:
     """us per op for each (implementation, op): min over `reps` of thread CPU time / n."""
     impls = {}
-    for op in ("add", "mul"):
+    for op in ops:
         a = tg.Tensor(np.ones((4, 4), np.float32), requires_grad=True)
         b = tg.Tensor(np.ones((4, 4), np.float32), requires_grad=True)
         impls[f"tinygrad_rnn {op}"] = _chain(a, b, n, op)
@@ -47,6 +57,8 @@ def measure(n: int = 2000, reps: int = 25) -> dict:
         import torch  # noqa: PLC0415
 
         for op in ("add", "mul"):
+            if op not in ops:
+                continue
             ta = torch.ones(4, 4, requires_grad=True)
             tb = torch.ones(4, 4, requires_grad=True)
             impls[f"torch {op}"] = _chain(ta, tb, n, op)
@@ -70,27 +82,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=5, help="independent measurements (each a min of --reps)")
     ap.add_argument("--reps", type=int, default=25)
     ap.add_argument("--label", default="current")
+    ap.add_argument("--ops", default="add,mul", help=f"comma-separated, from {list(STEPS)}")
+    ap.add_argument("--no-bench", action="store_true", help="skip the bench's own wall-time figure")
     ap.add_argument("--record", help="JSON file to add this label's runs to")
     args = ap.parse_args(argv)
     runs = []
     for i in range(args.runs):
-        r = measure(reps=args.reps)
-        # and the figure `python -m tinygrad_rnn.bench` prints (wall time, median of 5, n = 20000)
-        from tinygrad_rnn.bench.run import per_op_overhead  # noqa: PLC0415
+        r = measure(reps=args.reps, ops=tuple(args.ops.split(",")))
+        if not args.no_bench:  # the figure `python -m tinygrad_rnn.bench` prints (wall, median of 5)
+            from tinygrad_rnn.bench.run import per_op_overhead  # noqa: PLC0415
 
-        for k, v in per_op_overhead(20000).items():
-            if not k.startswith("numpy"):
-                r[f"bench wall {k.split()[0]} add"] = v
+            for k, v in per_op_overhead(20000).items():
+                if not k.startswith("numpy"):
+                    r[f"bench wall {k.split()[0]} add"] = v
         runs.append(r)
         line = "  ".join(f"{k} {v:.2f}" for k, v in r.items())
-        if "torch add" in r:
-            line += f"  | add ratio {r['tinygrad_rnn add'] / r['torch add']:.2f}"
-            line += f"  mul ratio {r['tinygrad_rnn mul'] / r['torch mul']:.2f}"
+        for op in ("add", "mul"):
+            if f"torch {op}" in r:
+                line += f"  | {op} ratio {r[f'tinygrad_rnn {op}'] / r[f'torch {op}']:.2f}"
         print(f"run {i + 1}: {line} (us per op)", flush=True)
     summary = {k: {"min": min(r[k] for r in runs), "median": statistics.median(r[k] for r in runs),
                    "max": max(r[k] for r in runs)} for k in runs[0]}
-    if "torch add" in runs[0]:
-        for op in ("add", "mul"):
+    for op in ("add", "mul"):
+        if f"torch {op}" in runs[0]:
             ratios = [r[f"tinygrad_rnn {op}"] / r[f"torch {op}"] for r in runs]
             summary[f"ratio {op}"] = {"min": min(ratios), "median": statistics.median(ratios),
                                       "max": max(ratios)}
