@@ -265,8 +265,8 @@ class Tensor:
                 f"computed value, build a new tensor (where(), cat()) or edit a clone()")
         if isinstance(value, Tensor):
             value = value.data
-            if backend.device_of(value) != self.device:
-                value = backend.to_device(value, self.device)
+        if backend.is_array(value) and backend.device_of(value) != self.device:
+            value = backend.to_device(value, self.device)  # CuPy refuses host arrays here
         try:
             self.data[index] = value
         except ValueError as e:
