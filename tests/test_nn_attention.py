@@ -232,3 +232,18 @@ def test_errors_name_the_shapes():
         att(q, tg.Tensor(np.zeros((B, TX, DK), dtype=np.int64)))
     with pytest.raises(ValueError, match="AdditiveAttention: hidden_size must be a positive int"):
         AdditiveAttention(3, 4, 0)
+
+
+# ====================================================== detect_anomaly (issue 12: no false alarm)
+@pytest.mark.parametrize("kind", KINDS)
+def test_padded_attention_runs_under_detect_anomaly(kind):
+    """The -inf masking of padded steps is intended: detect_anomaly stays quiet on it (forward
+    Inf is allowed), while the gradients are still checked for NaN/Inf."""
+    att = make(kind)
+    k = x64(B, TX, key_size(kind))
+    q = x64(B, DQ)
+    with tg.detect_anomaly():
+        ctx, w = att(q, k, lengths=[3, 1])
+        (ctx.sum() + (w * w).sum()).backward()
+    assert (w.numpy()[~MASK] == 0.0).all()
+    assert np.isfinite(k.grad.numpy()).all() and np.isfinite(q.grad.numpy()).all()

@@ -274,3 +274,21 @@ def test_example_smoke(tmp_path, capsys):
         assert Path(res["decoder_step"]).stat().st_size > 1000
     out = capsys.readouterr().out
     assert "greedy" in out and "beam search" in out
+
+
+# ====================================================== detect_anomaly (issue 12: no false alarm)
+@pytest.mark.parametrize("cfg", CONFIGS, ids=ids)
+def test_padded_training_step_and_decoding_run_under_detect_anomaly(cfg):
+    tg.manual_seed(0)
+    model = small(**cfg)
+    opt = tg.optim.Adam(model.parameters(), lr=0.01)
+    with tg.detect_anomaly():
+        for _ in range(2):
+            loss = model.loss(SRC, TGT)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        assert np.isfinite(loss.item())
+        assert all(np.isfinite(p.grad.numpy()).all() for p in model.parameters())
+        model.greedy(SRC)
+        model.beam_search(SRC, beam_size=2)

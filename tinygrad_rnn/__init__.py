@@ -12,7 +12,7 @@ from .backend import cuda_available, manual_seed
 from .creation import (arange, eye, from_dlpack, full, full_like, ones, ones_like, rand, randint, randn,
                        zeros, zeros_like)
 from .errors import (AnomalyError, CheckpointError, DeviceError, DTypeError, GradError,
-                     GraphFreedError, ShapeError, TinygradRNNError)
+                     GraphFreedError, InplaceError, ShapeError, TinygradRNNError)
 from . import optim
 from .gradcheck import GradcheckError, gradcheck, max_grad_error
 from .ops import (abs, addmm, amax, amin, argmax, argmin, cat, chunk, clamp, exp, log, matmul, maximum,
@@ -36,5 +36,5 @@ __all__ = [
     "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "grad", "scope",
     "record_grads", "observe_backward", "detect_anomaly", "gradcheck", "max_grad_error", "GradcheckError",
     "TinygradRNNError", "ShapeError", "DeviceError", "DTypeError", "GraphFreedError", "GradError",
-    "AnomalyError", "CheckpointError", "backend", "optim", "save", "load",
+    "InplaceError", "AnomalyError", "CheckpointError", "backend", "optim", "save", "load",
 ]

@@ -29,6 +29,10 @@ class GradError(TinygradRNNError, RuntimeError):
     """Misuse of backward/grad: non-scalar root without grad, no path to an input..."""
 
 
+class InplaceError(GradError):
+    """A tensor that a backward needs was modified in place after the forward saved it."""
+
+
 class AnomalyError(TinygradRNNError, FloatingPointError):
     """NaN/Inf found by detect_anomaly()."""
 

@@ -553,12 +553,7 @@ class SumTo(Function):
 
     def forward(self, x):
         self.in_shape = x.shape
-        shape = self.shape
-        lead = x.ndim - len(shape)
-        axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape)
-                                          if s == 1 and x.shape[lead + i] != 1)
-        y = x.sum(axis=axes, keepdims=True) if axes else x
-        return y.reshape(shape) if lead else y
+        return autograd.sum_to_array(x, self.shape)
 
     def backward(self, gy):
         return self.call(BroadcastTo(self.in_shape), gy)
@@ -830,10 +825,8 @@ class Matmul(Function):
         ga = gy @ b.swapaxes(-1, -2) if n[0] is not None else None
         if n[1] is None:
             return ga, None
-        if b.ndim == 2 and autograd._fast:
-            # a weight shared across time steps: sum the per-step terms later, in one matmul
-            k = a.shape[-1]
-            return ga, autograd.OuterSum(a.reshape(-1, k), gy.reshape(-1, gy.shape[-1]))
+        if b.ndim == 2:  # a weight shared across time steps: summed by the engine in one matmul
+            return ga, self.weight_grad(a, gy)
         return ga, a.swapaxes(-1, -2) @ gy
 
 
@@ -859,12 +852,7 @@ class Addmm(Matmul):
         a, b = self.saved_values()
         n = self.next
         ga = gy @ b.swapaxes(-1, -2) if n[1] is not None else None
-        if n[2] is None:
-            gb = None
-        elif autograd._fast:  # a weight shared across time steps: summed later in one matmul
-            gb = autograd.OuterSum(a, gy)
-        else:
-            gb = a.swapaxes(-1, -2) @ gy
+        gb = self.weight_grad(a, gy) if n[2] is not None else None
         return gy, ga, gb
 
 
@@ -1519,10 +1507,7 @@ gt, ge = _compare("gt", "__gt__"), _compare("ge", "__ge__")
 
 
 def _setitem(x: Tensor, index: Any, value: Any) -> None:
-    if x.requires_grad:
-        raise RuntimeError("in-place assignment to a tensor that requires grad would corrupt the "
-                           "graph; build a new tensor (e.g. with where() or cat()) or detach() first")
-    x.data[_prepare_index(index, x)] = value.data if isinstance(value, Tensor) else value
+    x._write(_prepare_index(index, x), value, "__setitem__")  # checked, bumps x's version
 
 
 # ======================================================================= Tensor methods, operators
@@ -1574,14 +1559,3 @@ def _bind() -> None:
 
 _bind()
 
-
-def _engine_sum_to(g: Any, shape: tuple) -> Any:
-    """The engine's broadcast reduction, for array values (plain backward) or Tensors."""
-    if isinstance(g, Tensor):
-        return sum_to(g, shape)
-    op = SumTo(shape)
-    op.xp = backend.array_module(g)
-    return op.forward(g)
-
-
-autograd._sum_to = _engine_sum_to

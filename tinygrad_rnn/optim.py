@@ -98,7 +98,7 @@ class Optimizer:
                 if set_to_none:
                     p.grad = None
                 elif p.grad is not None:
-                    p.grad.data[...] = 0
+                    p.grad.detach().zero_()
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One update of every parameter that has a gradient. `closure` (optional) re-evaluates the
@@ -126,6 +126,7 @@ class Optimizer:
                 else:
                     _match(state, p)
                 self._update(p.data, g, state, group)
+                p._bump_version()  # a backward through a graph that saved p now refuses
         return loss
 
     def _update(self, p: Any, g: Any, state: dict, group: dict) -> None:

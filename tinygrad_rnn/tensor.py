@@ -5,13 +5,14 @@ method (`+`, `matmul`, `tanh`, `sum`, ...) is defined once in `ops.py`, which bi
 """
 from __future__ import annotations
 
+import itertools
 import weakref
 from typing import Any, Callable
 
 import numpy as np
 
 from . import backend
-from .errors import DTypeError, ShapeError, dtype_problem, fmt_shape
+from .errors import DTypeError, InplaceError, ShapeError, dtype_problem, fmt_shape
 
 float32 = np.dtype("float32")
 float64 = np.dtype("float64")
@@ -19,6 +20,11 @@ float16 = np.dtype("float16")
 int32 = np.dtype("int32")
 int64 = np.dtype("int64")
 bool_ = np.dtype("bool")
+# One clock for the engine: it numbers new Functions (their creation index) and stamps in-place
+# writes (Tensor._bump_version), so "written after the op that saved it" is one comparison.
+write_clock = itertools.count()
+last_write = [-1]  # stamp of the latest in-place write anywhere: backward checks versions only
+#                    for Functions created before it (usually none: no check, no cost)
 _DTYPE_NAMES = {"float": float32, "float32": float32, "float64": float64, "double": float64,
                 "float16": float16, "half": float16, "int": int64, "int64": int64, "long": int64,
                 "int32": int32, "bool": bool_}
@@ -60,8 +66,10 @@ class Tensor:
     a NumPy or CuPy array (copied). Float data defaults to float32; integers to int64.
     """
 
+    # `_version` (unset until needed) is a one-element list holding the stamp of the last in-place
+    # write through the library; tensors sharing storage (detach(), views made by ops) share it.
     __slots__ = ("data", "_grad", "requires_grad", "creator", "out_index", "name", "_hooks",
-                 "__weakref__")
+                 "_version", "__weakref__")
     __array_priority__ = 1000  # numpy_array * tensor -> Tensor.__rmul__, not an object array
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None, device: Any = None) -> None:
@@ -215,8 +223,87 @@ class Tensor:
         return self.data.__dlpack_device__()
 
     def detach(self) -> "Tensor":
-        """A tensor sharing this data, cut from the graph (no creator, no grad)."""
-        return Tensor._make(self.data, False)
+        """A tensor sharing this data, cut from the graph (no creator, no grad). It shares the
+        version counter too: editing it in place is seen by a backward that saved this tensor."""
+        t = Tensor._make(self.data, False)
+        t._version = self._version_box()
+        return t
+
+    # ---------------------------------------------------------------------------- in-place writes
+    # Every in-place write through the library (x[i] = v, copy_/fill_/zero_, optimizer steps,
+    # nn.init, load_state_dict) stamps the tensor's version; a backward that saved the tensor
+    # before the write raises InplaceError instead of computing with the new values. `x.data` is
+    # the raw array: writes through it are not tracked (the escape hatch, as in PyTorch).
+    def _version_box(self) -> list:
+        """The version holder this tensor shares with every tensor on the same storage."""
+        try:
+            return self._version
+        except AttributeError:
+            box = self._version = [-1]
+            fn = self.creator
+            if fn is not None and fn.save_output:  # its backward reads this output's values
+                boxes = fn.__dict__.get("out_versions")
+                if boxes is None:
+                    boxes = fn.out_versions = {}
+                boxes[self.out_index] = box
+            return box
+
+    def _bump_version(self) -> None:
+        stamp = next(write_clock)
+        self._version_box()[0] = stamp
+        last_write[0] = stamp
+
+    def _write(self, index: Any, value: Any, what: str) -> "Tensor":
+        """self.data[index] = value, checked and recorded as an in-place write."""
+        from . import autograd  # noqa: PLC0415 - autograd imports this module
+
+        if self.requires_grad and autograd.is_grad_enabled():
+            raise InplaceError(
+                f"{what} on a tensor that requires grad ({self._describe()}) while grad mode is on: "
+                f"the graph cannot record an in-place edit. To edit weights, do it under "
+                f"`with tg.no_grad():` (and before the forward, or after backward); to edit a "
+                f"computed value, build a new tensor (where(), cat()) or edit a clone()")
+        if isinstance(value, Tensor):
+            value = value.data
+        if backend.is_array(value) and backend.device_of(value) != self.device:
+            value = backend.to_device(value, self.device)  # CuPy refuses host arrays here
+        try:
+            self.data[index] = value
+        except ValueError as e:
+            raise ShapeError(f"{what}: cannot write a value of shape "
+                             f"{fmt_shape(getattr(value, 'shape', ()))} into a tensor of shape "
+                             f"{fmt_shape(self.shape)} at this index ({e})") from None
+        self._bump_version()
+        return self
+
+    def copy_(self, src: Any) -> "Tensor":
+        """Copy `src` (a Tensor, array or number, broadcastable to this shape) into this tensor,
+        in place, keeping this tensor's dtype and device. A checked write (see `_write`)."""
+        return self._write(Ellipsis, src, "copy_")
+
+    def fill_(self, value: float) -> "Tensor":
+        """Set every element to `value`, in place. A checked write."""
+        return self._write(Ellipsis, value, "fill_")
+
+    def zero_(self) -> "Tensor":
+        """Set every element to 0, in place. A checked write."""
+        return self._write(Ellipsis, 0, "zero_")
+
+    def _describe(self) -> str:
+        """'float32 tensor of shape (2, 3) named h_t, computed by tanh (step=3)' for messages."""
+        parts = [f"{self.dtype} tensor of shape {fmt_shape(self.shape)}"]
+        if self.name:
+            parts.append(f"named {self.name!r}")
+        fn = self.creator
+        if fn is not None:
+            tags = ", ".join(f"{k}={v}" for k, v in getattr(fn, "tags", ()))
+            parts.append(f"computed by {fn.name!r}" + (f" ({tags})" if tags else ""))
+            where = getattr(fn, "created_at", None)
+            if where:
+                parts.append(f"created at {where}")
+        else:
+            parts.append("a leaf" + (" that requires grad" if self.requires_grad else ""))
+        return ", ".join(parts)
 
     def named(self, name: str) -> "Tensor":
         """Give this tensor a math name (e.g. "h_t", "i_t"); returns self, so it chains.

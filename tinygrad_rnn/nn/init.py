@@ -19,6 +19,7 @@ from ..tensor import Tensor
 def _fill(t: Tensor, values: np.ndarray | object) -> Tensor:
     xp = backend.array_module(t.data)
     t.data[...] = xp.asarray(values).astype(t.data.dtype, copy=False)
+    t._bump_version()  # an in-place write: a backward that saved t refuses (InplaceError)
     return t
 
 
@@ -42,8 +43,7 @@ def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
 
 
 def constant_(tensor: Tensor, val: float) -> Tensor:
-    tensor.data[...] = val
-    return tensor
+    return _fill(tensor, val)
 
 
 def zeros_(tensor: Tensor) -> Tensor:

@@ -26,6 +26,8 @@ class Parameter(Tensor):
         if not backend.is_array(src):
             src = backend.np.asarray(src, dtype="float32")
         self.data = src  # shares the array, as torch.nn.Parameter does
+        if isinstance(data, Tensor):
+            self._version = data._version_box()  # and so its in-place writes are seen
         self.grad = None
         self.creator = None
         self.out_index = 0
@@ -161,7 +163,7 @@ class Module:
             if set_to_none:
                 p.grad = None
             elif p.grad is not None:
-                p.grad.data[...] = 0
+                p.grad.detach().zero_()
 
     def requires_grad_(self, requires_grad: bool = True) -> "Module":
         for p in self.parameters():
@@ -184,7 +186,9 @@ class Module:
                 arr = arr.astype(dt)
             if dev is not None:
                 arr = backend.to_device(arr, dev)
-            t.data = arr
+            if arr is not t.data:
+                t.data = arr
+                t._bump_version()  # a graph that saved t would read the moved/cast array
             if t.grad is not None:
                 t.grad = None
         return self
@@ -259,6 +263,7 @@ class Module:
             arr = v.data if isinstance(v, Tensor) else v
             arr = backend.to_device(backend.array_module(arr).asarray(arr), t.device)
             t.data[...] = arr.astype(t.data.dtype, copy=False)
+            t._bump_version()
         return missing, unexpected
 
     # ------------------------------------------------------------------------------- calling

@@ -525,6 +525,8 @@ class _RNNBase(Module):
 
     def _forward(self, x: Any, hx: Any, lengths: Any) -> tuple[Tensor, State]:
         self._check_input(x)
+        autograd.check_input(x, "x", 1 if self.batch_first and x.ndim == 3 else 0,  # detect_anomaly
+                             f"the input of {type(self).__name__}")
         x_shape = tuple(x.shape)
         batched = x.ndim == 3
         if not batched:
