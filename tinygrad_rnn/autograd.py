@@ -762,10 +762,11 @@ def _accumulate(table: dict, key: Any, slot: int, n: int, g: Any, owned: set, fa
         entry = [None] * n
         table[key] = entry
     old = entry[slot]
+    k = key if slot == 0 else (key, slot)  # the key in `owned` (see run_backward)
     if old is None:
         entry[slot] = g
         if fresh:
-            owned.add((key, slot))
+            owned.add(k)
         return
     if not fast:  # create_graph: the sum must be part of the graph
         entry[slot] = old + g
@@ -775,10 +776,9 @@ def _accumulate(table: dict, key: Any, slot: int, n: int, g: Any, owned: set, fa
             old.extend(g)
             return
         old = old.value()
-        owned.add((key, slot))
+        owned.add(k)
     elif g.__class__ is OuterSum:
         g = g.value()
-    k = (key, slot)
     if k in owned and old.shape == g.shape:
         old += g
         entry[slot] = old
@@ -805,7 +805,8 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
     inputs' creators'), so each runs once, after every consumer has sent its gradient."""
     heap: list = []
     pending: dict = {}           # Function -> [gradient value per output]
-    owned: set = set()           # (node or id(leaf), slot) whose array nobody else references
+    owned: set = set()           # entries whose array nobody else references: (node, slot), or
+    #                              for slot 0 (a leaf, most nodes) the node itself (no tuple to make)
     leaf_grads: dict = {}        # leaf tensor -> [gradient value]
     lazy: set = set()            # nodes that may hold an OuterSum (materialized when popped)
     want: dict = {}              # for grad(): (id(fn), out_index) or id(leaf) -> position
@@ -929,9 +930,9 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
                     if entry is None:
                         leaf_grads[node] = [gx]
                         if fresh:
-                            owned.add((node, 0))
-                    elif (fast and gx.__class__ is _ndarray and entry[0].__class__ is _ndarray
-                          and (node, 0) in owned and entry[0].shape == gx.shape):
+                            owned.add(node)
+                    elif (fast and node in owned and gx.__class__ is _ndarray
+                          and entry[0].__class__ is _ndarray and entry[0].shape == gx.shape):
                         entry[0] += gx  # an array the engine owns: sum in place
                     else:
                         _accumulate(leaf_grads, node, 0, 1, gx, owned, fast, fresh)
@@ -946,13 +947,13 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
                     if n_out == 1:
                         pending[node] = [gx]
                         if fresh:
-                            owned.add((node, 0))
+                            owned.add(node)
                         continue
                     entry = pending[node] = [None] * n_out
                 if entry[idx] is None:
                     entry[idx] = gx
                     if fresh:
-                        owned.add((node, idx))
+                        owned.add(node if idx == 0 else (node, idx))
                 else:
                     _accumulate(pending, node, idx, 0, gx, owned, fast)
             if sent is not None:
@@ -968,7 +969,7 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
                     r = hook(_wrap(g))
                     if r is not None:
                         g = _hook_grad(hook, r, g, "a leaf tensor", fast)
-                        owned.discard((leaf, 0))
+                        owned.discard(leaf)
             if want:
                 pos = want.get(id(leaf))
                 if pos is not None:
@@ -977,7 +978,7 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
             old = leaf._grad  # the engine's own values: no need for the checking setter
             if old is None:
                 if fast:
-                    leaf._grad = _make(g if (leaf, 0) in owned else g.copy(), False)
+                    leaf._grad = _make(g if leaf in owned else g.copy(), False)
                 else:
                     leaf._grad = g
             elif fast:
