@@ -808,6 +808,7 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
     owned: set = set()           # entries whose array nobody else references: (node, slot), or
     #                              for slot 0 (a leaf, most nodes) the node itself (no tuple to make)
     leaf_grads: dict = {}        # leaf tensor -> [gradient value]
+    leaf_meta: dict = {}         # leaf tensor -> its interned (shape, dtype) record
     lazy: set = set()            # nodes that may hold an OuterSum (materialized when popped)
     want: dict = {}              # for grad(): (id(fn), out_index) or id(leaf) -> position
     captured: list = [None] * (len(inputs) if inputs is not None else 0)
@@ -911,8 +912,10 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
                     else:
                         gx = _as_array(gx, _np)
                 if bcast is not None:  # reduce a broadcast gradient; cast back a promoted dtype
-                    if leaf:
-                        meta = (node.data.shape, node.data.dtype)
+                    if leaf:  # a leaf's record, interned like out_meta, made once per backward
+                        meta = leaf_meta.get(node)
+                        if meta is None:
+                            meta = leaf_meta[node] = _meta(node.data.shape, node.data.dtype)[0]
                     else:
                         meta = node.out_meta[idx]
                     # out_meta records are interned: the same record means the input has the
@@ -932,8 +935,10 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
                         if fresh:
                             owned.add(node)
                     elif (fast and node in owned and gx.__class__ is _ndarray
-                          and entry[0].__class__ is _ndarray and entry[0].shape == gx.shape):
-                        entry[0] += gx  # an array the engine owns: sum in place
+                          and entry[0].__class__ is _ndarray):
+                        # an array the engine owns: sum in place (both have the leaf's shape:
+                        # reduced above, or by the op contract that tests/test_op_rules.py checks)
+                        entry[0] += gx
                     else:
                         _accumulate(leaf_grads, node, 0, 1, gx, owned, fast, fresh)
                     continue
