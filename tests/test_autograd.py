@@ -313,3 +313,27 @@ def test_observe_backward_sees_every_function_in_visit_order_with_edge_gradients
     seen.clear()
     (w * 3).sum().backward()
     assert seen == []
+
+
+def test_sum_sends_a_contiguous_gradient():
+    """A sum's gradient is materialized: a zero-stride broadcast view would flow on (add passes it
+    unchanged) and make NumPy take its slow strided path in every later op and in-place sum."""
+    x = leaf(3, 4, dtype="float32")
+    seen = {}
+    with tg.observe_backward(lambda fn, gout, gin: seen.setdefault(fn.name, gin[0])):
+        ((x + 1.0) * 2.0).sum().backward()
+    g = seen["sum"]
+    assert g.shape == (3, 4) and g.flags.c_contiguous and 0 not in g.strides
+    np.testing.assert_array_equal(x.grad.numpy(), np.full((3, 4), 2.0, np.float32))
+
+
+def test_promoted_gradient_is_cast_back_for_non_leaf_inputs_too():
+    """float32 times an int64 tensor: mul's backward gives float64 (gy * int array); the engine
+    casts it back to the float32 input's dtype for a non-leaf input as for a leaf."""
+    w = tg.Tensor([1.0, 2.0], requires_grad=True)
+    h = w * 3.0               # a float32 non-leaf, shaped like the product
+    h.retain_grad()
+    (tg.arange(2) * h).sum().backward()
+    assert h.grad.dtype == np.float32 and w.grad.dtype == np.float32
+    np.testing.assert_array_equal(h.grad.numpy(), [0.0, 1.0])
+    np.testing.assert_array_equal(w.grad.numpy(), [0.0, 3.0])

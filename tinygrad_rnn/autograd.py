@@ -919,8 +919,10 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Tensor], retain_graph:
                     else:
                         meta = node.out_meta[idx]
                     # out_meta records are interned: the same record means the input has the
-                    # output's shape and dtype, and so has gx (ops return the output's shape)
-                    if meta is not bcast:
+                    # output's shape, and so has gx (ops return the output's shape); its dtype
+                    # is tested too (by identity first: NumPy's dtype `!=` is 3x slower),
+                    # as a backward formula may promote it (float32 gy times an int64 input)
+                    if meta is not bcast or gx.dtype is not meta[1]:
                         shape, dtype = meta
                         if gx.shape != shape:
                             gx = _sum_to(_real(gx), shape)
