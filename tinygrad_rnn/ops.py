@@ -19,7 +19,7 @@ from .tensor import Tensor, as_dtype, float32
 
 _make = Tensor._make
 # `_apply(Op(), *inputs)` is `Op()(*inputs)` minus Python's instance-call machinery (a slot lookup
-# and an extra argument tuple): about 0.1 us less per op, used by the hot elementwise wrappers.
+# and an extra argument tuple): used by the hot wrappers, where the per-op overhead counts.
 _apply = Function.__call__
 OPS: dict[str, type] = {}
 
@@ -544,8 +544,8 @@ class BroadcastTo(Function):
         y = self.xp.broadcast_to(x, self.shape)
         # contiguous: a sum's gradient. As a zero-stride view it would flow on through the graph
         # (add passes it unchanged), and NumPy runs every later op on it, above all the in-place
-        # sums into gradients, through its general strided iterator: on small arrays one copy
-        # here costs less than that (the per-op benchmark's backward: 2.2 -> 1.6 us per op).
+        # sums into gradients, through its general buffered iterator: on small arrays one copy
+        # here costs less than that (docs/performance.md, per-op overhead).
         return y.copy() if self.contiguous else y
 
     def backward(self, gy):
