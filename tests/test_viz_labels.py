@@ -39,7 +39,7 @@ def test_at_step_reads_name_templates_at_a_time_step():
 def test_lstm_nodes_carry_the_math_names_with_the_op_below():
     _, _, loss = lstm_loss(T=3)
     tr = trace(loss)
-    assert {"a_1", "a_i, a_f, a_g, a_o", "i_1", "f_1", "g_1", "o_1", "f_1⊙c_0", "i_1⊙g_1", "c_1",
+    assert {"a_1", "a_1^i, a_1^f, a_1^g, a_1^o", "i_1", "f_1", "g_1", "o_1", "f_1⊙c_0", "i_1⊙g_1", "c_1",
             "tanh(c_1)", "h_1"} <= titles(tr, 1)
     (c1,) = [n for n in tr.nodes.values() if n.step == 1 and math_label(n)[0] == "c_1"]
     assert math_label(c1) == ("c_1", "add") and output_names(c1) == ["c_1"]
@@ -47,7 +47,7 @@ def test_lstm_nodes_carry_the_math_names_with_the_op_below():
     src = viz.draw_graph(loss, steps="all").source
     assert "f_2⊙c_1\\nmul" in src and "h_2\\nmul" in src
     # the gate edges out of the split are named, not [0]..[3]
-    assert src.count("label=a_f") == 3
+    assert sum(src.count(f'label="a_{t}^f"') for t in range(3)) == 3
 
 
 def test_rnn_and_gru_names():
