@@ -433,6 +433,13 @@ CATALOGUE: list[Mistake] = [
       "w = tg.Tensor([1., 2.], requires_grad=True)\n"
       "w[0] = 0.",
       tg.InplaceError, ("__setitem__", "requires grad", "tg.no_grad()")),
+    M("write-grad-into-buffer", TEN, "Writing computed values into a preallocated buffer",
+      "w = tg.Tensor([1., 2.], requires_grad=True)\n"
+      "out = tg.zeros(3)\n"
+      "for t in range(3):\n"
+      "    out[t] = (w * t).sum()  # the buffer keeps only the values",
+      tg.InplaceError, ("__setitem__", "gradient through this write would be lost", "tg.stack",
+                        "value.detach()")),
     M("step-before-backward", OPT, "optimizer.step() between the forward and backward",
       "model = nn.Sequential(nn.Linear(3, 8), nn.Linear(8, 1))\n"
       "opt = optim.SGD(model.parameters(), lr=0.1)\n"
