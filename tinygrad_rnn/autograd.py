@@ -281,6 +281,17 @@ def _input_nan_message(t: Tensor, name: str, at: str, step: Any, where: str) -> 
             f"in preprocessing, padding filled with NaN instead of 0)")
 
 
+def _input_name(fn: "Function", i: int) -> str | None:
+    """The math name of input i of `fn` (a leaf's name, or the name its creator gave it)."""
+    edge = fn.next[i] if i < len(fn.next) else None
+    if edge is None:
+        return None
+    node, idx = edge
+    if isinstance(node, Tensor):
+        return node.name
+    return node.__dict__.get("out_names", {}).get(idx)
+
+
 def _check_finite(fn: "Function", arrays: Sequence[Any], where: str, inputs: Sequence[Any],
                   tensors: Sequence[Tensor] | None = None) -> None:
     """detect_anomaly's check. Forward (`tensors` given): NaN only, since Inf is a legitimate
@@ -319,10 +330,20 @@ def _check_finite(fn: "Function", arrays: Sequence[Any], where: str, inputs: Seq
             if nm is None and t is not None and t.creator is not None:
                 nm = t.creator.__dict__.get("out_names", {}).get(t.out_index)
             return f"input {j}" + (f" ({nm!r})" if nm else "")
-        ins = "; ".join(f"{label(j, x)}: {stats(x)}" for j, x in enumerate(inputs))
-        name = fn.__dict__.get("out_names", {}).get(i)
+
+        if forward:
+            ins = "; ".join(f"{label(j, x)}: {stats(x)}" for j, x in enumerate(inputs))
+            name = fn.__dict__.get("out_names", {}).get(i)
+            what = f"output {i}"
+        else:  # `a` is the gradient sent to input i; `inputs` are the gradients of the outputs
+            out_names = fn.__dict__.get("out_names", {})
+            ins = "; ".join(f"gradient of output {j}"
+                            + (f" ({out_names[j]!r})" if out_names.get(j) else "")
+                            + f": {stats(x)}" for j, x in enumerate(inputs))
+            name = _input_name(fn, i)
+            what = f"the gradient for input {i}"
         raise AnomalyError(
-            f"{where} of {fn.name!r} produced {n_nan} NaN and {n_inf} Inf values in output {i}"
+            f"{where} of {fn.name!r} produced {n_nan} NaN and {n_inf} Inf values in {what}"
             + (f" ({name!r})" if name else "") + f" (shape {fmt_shape(a.shape)}). Tags: "
             f"{describe_tags(fn.tags)}. The op was created at "
             f"{getattr(fn, 'created_at', '<unknown>')}. {ins}. Typical fixes: clip gradients "
