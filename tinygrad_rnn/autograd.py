@@ -1135,6 +1135,7 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
          grad_outputs: Any = None, retain_graph: bool | None = None, create_graph: bool = False,
          allow_unused: bool = False) -> tuple:
     """Gradients of `outputs` with respect to `inputs`, as a tuple; no `.grad` is touched."""
+    backend.sync_flags()  # deferred GPU input checks fail here, as in Tensor.backward
     outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
     if grad_outputs is None or isinstance(grad_outputs, Tensor):
