@@ -242,11 +242,6 @@ def describe_tags(tags: tuple) -> str:
     return ", ".join(f"{k}={v}" for k, v in tags) if tags else "no tags"
 
 
-def is_anomaly_enabled() -> bool:
-    """Is the calling thread inside detect_anomaly()?"""
-    return _state().anomaly
-
-
 def _first_nan(x: Any) -> str:
     xp = _array_module(x)
     idx = xp.argwhere(xp.isnan(x))[0] if x.ndim else ()
