@@ -1090,10 +1090,13 @@ def _triangle(x, diagonal: int, upper: bool, op: str) -> Tensor:
         raise ShapeError(f"{op}: needs a matrix or a batch of matrices (at least 2 dims), got shape "
                          f"{fmt_shape(x.shape)}")
     n, m = x.shape[-2:]
-    keep = backend.np.tri(n, m, diagonal - 1 if upper else diagonal, dtype=x.dtype)
+    xp = backend.array_module(x.data)
+    keep = xp.tri(n, m, diagonal - 1 if upper else diagonal, dtype=bool)
     if upper:
-        keep = 1 - keep
-    return x * _const(backend.to_device(keep, x.device))  # composed: one mul by a constant mask
+        keep = ~keep
+    # where, not a multiply by a 0/1 mask: -inf * 0 would be NaN (triu(full(-inf), 1) is the causal
+    # mask), and bool stays bool. Composed: the gradient is where's.
+    return Where(keep)(x, _const(xp.zeros((), dtype=x.dtype)))
 
 
 def tril(x, diagonal=0):
