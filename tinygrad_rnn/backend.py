@@ -245,6 +245,20 @@ def check_later(bad: Any, make_error: Callable[[], Exception]) -> None:
         sync_flags()
 
 
+def check_range(i: Any, lo: int, hi: int, make_error: Callable[[bool], Exception]) -> Any:
+    """Check that the integer (index) array `i` lies in lo..hi, the one bounds check for indices.
+    On the CPU at once: raises make_error(False). On a GPU without a sync: deferred (check_later;
+    make_error(True) is raised at the next sync point) and `i` comes back clamped meanwhile, so that
+    an invalid index reads a wrong row, never wraps or faults. make_error may sync: it only runs
+    when the check failed."""
+    if is_cpu_array(i):
+        if i.size and (int(i.min()) < lo or int(i.max()) > hi):
+            raise make_error(False)
+        return i
+    check_later(((i < lo) | (i > hi)).any(), lambda: make_error(True))
+    return array_module(i).clip(i, lo, hi)
+
+
 def sync_flags(*flags: Any) -> list:
     """Read `flags` (0-d device arrays) and every pending deferred check in ONE device->host
     transfer; raise the first failed check's error, else return the flags' values as Python

@@ -601,29 +601,19 @@ def _prepare_index(index: Any, x: Tensor) -> tuple:
     return tuple(out)
 
 
-def _index_error(bad: int, dim: int, shape: tuple, later: bool = False) -> IndexError:
+def _index_error(i: Any, dim: int, shape: tuple, later: bool = False) -> IndexError:
+    """`i` (an int or an index array) holds an index out of range for dimension `dim` (may sync)."""
     n = shape[dim]
+    lo, hi = (int(i.min()), int(i.max())) if backend.is_array(i) else (i, i)
     when = (" (found at the next sync point, not when indexing: GPU index arrays are checked on "
             "the device, without a host round trip per index)") if later else ""
-    return IndexError(f"getitem: index {bad} is out of range for dimension {dim} of size {n} "
-                      f"(tensor shape {fmt_shape(shape)}); valid indices are {-n}..{n - 1}{when}")
-
-
-def _check_later(i: Any, dim: int, shape: tuple) -> Any:
-    """A GPU index array: its range is checked on the device (backend.check_later, no sync) and it
-    is clamped meanwhile, so that an invalid index reads a wrong row, never wraps or faults."""
-    n = shape[dim]
-
-    def error() -> IndexError:  # runs only when the check failed (it may sync)
-        lo, hi = int(i.min()), int(i.max())
-        return _index_error(hi if hi >= n else lo, dim, shape, later=True)
-    backend.check_later(((i < -n) | (i >= n)).any(), error)
-    return backend.array_module(i).clip(i, -n, n - 1)
+    return IndexError(f"getitem: index {hi if hi >= n else lo} is out of range for dimension {dim} of "
+                      f"size {n} (tensor shape {fmt_shape(shape)}); valid indices are {-n}..{n - 1}{when}")
 
 
 def _check_index_range(index: tuple, shape: tuple) -> tuple:
     """CuPy wraps out-of-range integer-array indices silently: check on both backends (on the GPU
-    without a sync, see _check_later). Returns the index, GPU index arrays clamped."""
+    without a sync, see backend.check_range). Returns the index, GPU index arrays clamped."""
     out = list(index)
     dim = 0
     n_specified = _b.sum(1 for i in index if i is not None and i is not Ellipsis and not (
@@ -645,18 +635,12 @@ def _check_index_range(index: tuple, shape: tuple) -> tuple:
             dim += i.ndim
             continue
         n = shape[dim]
-        if isinstance(i, int) or backend.is_array(i):
-            xp = backend.array_module(i) if backend.is_array(i) else backend.np
-            if backend.is_array(i) and i.size == 0:
-                dim += 1
-                continue
-            if backend.is_array(i) and not backend.is_cpu_array(i):
-                out[k] = _check_later(i, dim, shape)
-                dim += 1
-                continue
-            lo, hi = (int(xp.min(i)), int(xp.max(i))) if backend.is_array(i) else (i, i)
-            if lo < -n or hi >= n:
-                raise _index_error(hi if hi >= n else lo, dim, shape)
+        if backend.is_array(i):
+            if i.size:
+                out[k] = backend.check_range(i, -n, n - 1, lambda later, i=i, dim=dim:
+                                             _index_error(i, dim, shape, later))
+        elif isinstance(i, int) and not -n <= i < n:
+            raise _index_error(i, dim, shape)
         dim += 1
     return tuple(out)
 
