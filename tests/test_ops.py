@@ -3,6 +3,7 @@
 The table below is the op coverage list: test_every_op_has_a_row fails when an op is registered
 in tinygrad_rnn.ops.OPS without a row here.
 """
+import importlib.util
 import math
 
 import numpy as np
@@ -437,14 +438,16 @@ def test_sign_floor_ceil_have_zero_gradient():
 
 
 def test_erf_fallbacks_agree_with_math_erf(monkeypatch):
-    """NumPy has no erf: SciPy's is used when installed, else math.erf per element; a CuPy without
-    cupyx.scipy.special.erf (and the stand-in) uses the series. All three against math.erf."""
+    """NumPy has no erf: SciPy's is used when installed, else the series (as on a GPU whose CuPy
+    lacks cupyx.scipy.special.erf, and under the stand-in). Both against math.erf."""
     import builtins
     from tinygrad_rnn import backend
     x = np.linspace(-7, 7, 1401)
     want = _erf(x)
     np.testing.assert_allclose(backend.erf_series(x), want, rtol=0, atol=4e-15)
     np.testing.assert_allclose(backend.erf_series(x.astype(np.float32)), want, rtol=0, atol=2e-7)
+    if importlib.util.find_spec("scipy") is not None:
+        np.testing.assert_allclose(backend.erf(x), want, rtol=0, atol=4e-16)
     real_import = builtins.__import__
 
     def no_scipy(name, *a, **k):
@@ -452,5 +455,6 @@ def test_erf_fallbacks_agree_with_math_erf(monkeypatch):
             raise ImportError(name)
         return real_import(name, *a, **k)
     monkeypatch.setattr(builtins, "__import__", no_scipy)
-    np.testing.assert_array_equal(backend.erf(x), want)
+    np.testing.assert_array_equal(backend.erf(x), backend.erf_series(x))
+    np.testing.assert_allclose(backend.erf(x), want, rtol=0, atol=4e-15)
     assert backend.erf(np.array(0.5, np.float32)).dtype == np.float32
