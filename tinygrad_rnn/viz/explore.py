@@ -10,12 +10,13 @@ What is recorded: the engine's visit order and the gradient sent along every edg
 public hook autograd.observe_backward); the values the graph holds (leaves, arrays saved for
 backward, or everything under `recording()`); for each leaf, its gradient as a running sum of the
 terms that reach it, carried back through ops outside the time steps that only transform it
-(W_hh^T), so the page shows W_hh.grad being summed over t. Layout: Graphviz (system `dot` or
-graphviz-pure, found as viz.render finds them), as SVG embedded in the page; the edges that fan out
-from shared nodes (weights, x_t, the stack of outputs) into every step are drawn by the page, not
-laid out by Graphviz (laying them out costs minutes for a 50-step LSTM).
-Imports: graph, labels and render (this package), the core. The page's JS/CSS live in
-explorer_template.html next to this file.
+(W_hh^T; gradflow.StepTerms, which grad_by_step uses too), so the page shows W_hh.grad being
+summed over t. Layout: Graphviz (system `dot` or graphviz-pure, found as viz.render finds them),
+as SVG embedded in the page; the edges that fan out from shared nodes (weights, x_t, the stack of
+outputs) into every step are drawn by the page, not laid out by Graphviz (laying them out costs
+minutes for a 50-step LSTM). Nodes and clusters are labelled as in viz.draw_graph.
+Imports: graph, labels, draw, gradflow and render (this package), the core. The page's JS/CSS
+live in explorer_template.html next to this file.
 """
 from __future__ import annotations
 
@@ -238,8 +239,8 @@ class Explorer:
 def explore(*roots: Any, model: Any = None, names: Any = None, title: str | None = None,
             expanded: int = 3, renderer: str = "auto", max_ops: int = MAX_LAYOUT_OPS) -> Explorer:
     """Record the graph of `roots` (e.g. the loss) and one backward through it, for the explorer
-    page. Runs `backward` itself (accumulating into `.grad` as loss.backward() would, keeping
-    the graph: retain_graph=True), so call it instead of loss.backward().
+    page. Runs `root.backward(retain_graph=True)` itself for each root (accumulating into `.grad`
+    as loss.backward() would, keeping the graph), so call it instead of loss.backward().
 
     model / names: name the parameters and tensors, as in viz.draw_graph.
     expanded: long unrolls open with the first and last `expanded` steps expanded (the others can

@@ -315,7 +315,7 @@ def gradient_flow(model: Any, x: Tensor, loss: str | Callable = "last", hx: Any 
             terms = full
         flow.weight_terms[name] = terms
         flow.weight_grads[name] = sg.total[name]
-    flow.total_norm = float(np.sqrt(sum((g ** 2).sum() for g in flow.weight_grads.values())))
+    flow.total_norm = norm(list(flow.weight_grads.values()))
     if clip is not None:
         # measure the factor with the library's own clip_grad_norm_ on copies of the gradients
         stand_ins = []
