@@ -29,14 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from graphviz.quoting import quote
 
 from .. import autograd
 from ..autograd import Function
 from ..backend import to_numpy
 from ..nn.module import Parameter
 from ..tensor import Tensor
-from graphviz.quoting import quote
-
 from .draw import _STYLE, _cluster_label, _esc, _node_label
 from .gradflow import StepTerms
 from .graph import Trace, collapse_steps, loop_key, loops_of, norm, step_of, trace
@@ -131,7 +130,7 @@ def _preview(a: np.ndarray) -> list:
 
 # ------------------------------------------------------------------------------ the recording
 class _Backward:
-    """What one backward sweep did, from observe_backward: per visited Function, in visit order,
+    """What backward did, from observe_backward: per visited Function, in visit order,
     the gradient of each output and the gradient sent along each edge (host float64 copies)."""
 
     def __init__(self) -> None:
@@ -260,7 +259,7 @@ def explore(*roots: Any, model: Any = None, names: Any = None, title: str | None
     return Explorer(data, dot, renderer)
 
 
-def _page_data(tr: Trace, rec: _Backward, split: StepTerms, before: dict, title: str | None,
+def _page_data(tr: Trace, rec: _Backward, terms: StepTerms, before: dict, title: str | None,
                expanded: int, max_ops: int) -> tuple[dict, str]:
     fns = [n.fn for n in tr.nodes.values() if n.kind == "op"]
     fid = {id(n.fn): n.id for n in tr.nodes.values() if n.kind == "op"}
@@ -331,7 +330,7 @@ def _page_data(tr: Trace, rec: _Backward, split: StepTerms, before: dict, title:
                 L["direct"] = g.copy() if L["direct"] is None else L["direct"] + g
                 L["arrivals"].append([k, _fmt(norm(g)), _fmt(norm(L["direct"])), _preview(L["direct"])])
         visits.append(v)
-    for (k, _, step), by_leaf in split.carried(lambda *key: key).items():
+    for (k, _, step), by_leaf in terms.carried(lambda *key: key).items():
         for key, term in by_leaf.items():
             L = leaves.get(lid.get(key))
             if L is not None:
