@@ -142,6 +142,15 @@ def test_recording_keeps_values_lines_and_the_running_sums():
 
 
 @needs_renderer
+def test_the_page_splits_w_hh_grad_by_step_as_grad_by_step_does():
+    ex, loss, models = lstm_case(T=4, record=False)
+    whh = next(L for L in ex.data["leaves"].values() if L["name"] == "lstm.weight_hh_l0")
+    sg = viz.grad_by_step(loss, models["lstm"])  # explore kept the graph
+    norms = sg.norms["weight_hh_l0"]
+    assert {t[1]: t[2] for t in whh["terms"]} == {t: f"{norms[t]:.6g}" for t in range(4)}
+
+
+@needs_renderer
 def test_without_recording_values_come_from_what_backward_saved():
     ex, _, _ = lstm_case(T=3, record=False)
     ops = [n for n in ex.data["nodes"] if n["kind"] == "op"]

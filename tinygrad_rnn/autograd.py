@@ -15,7 +15,6 @@ import contextvars
 import gc
 import heapq
 import threading
-import traceback
 from typing import Any, Callable, Iterable, Sequence
 
 from . import backend
@@ -227,15 +226,21 @@ class observe_backward(_Override):
         return self
 
 
-def _user_frame() -> str:
-    """file:line of the innermost frame outside the tinygrad_rnn package (the user's code)."""
+def _user_frame(frame: Any = None) -> str:
+    """file:line (source) of the innermost frame outside the tinygrad_rnn package (the user's
+    code), walking out from `frame` (default: the caller's); viz.recording uses it too."""
+    import linecache
     import os
+    import sys
 
     pkg = os.path.dirname(os.path.abspath(__file__))
-    for fr in reversed(traceback.extract_stack()[:-2]):
-        if not os.path.abspath(fr.filename).startswith(pkg):
-            return f"{fr.filename}:{fr.lineno} ({fr.line})"
-    return "<unknown>"
+    f = sys._getframe(1) if frame is None else frame
+    while f is not None and os.path.abspath(f.f_code.co_filename).startswith(pkg):
+        f = f.f_back
+    if f is None:
+        return "<unknown>"
+    src = linecache.getline(f.f_code.co_filename, f.f_lineno).strip()
+    return f"{f.f_code.co_filename}:{f.f_lineno} ({src})"
 
 
 def describe_tags(tags: tuple) -> str:
