@@ -85,7 +85,8 @@ def fade_graphs(device: str) -> dict:
     x = tg.randn(5, 2, 3, device=device)
     rnn = nn.RNN(3, 4).to(device)
     lstm = nn.LSTM(3, 4).to(device)
-    lstm.bias_ih_l0.data[4:8] = 3.0  # forget gate open
+    with tg.no_grad():
+        lstm.bias_ih_l0[4:8] = 3.0  # forget gate open
     out = {}
     for name, m, steps in (("rnn", rnn, 5), ("lstm", lstm, 3)):  # (an LSTM step has ~5x the ops)
         seq, _ = m(x[:steps])
@@ -201,7 +202,8 @@ def flow_models(steps: int, hidden: int, device: str) -> dict:
     models["RNN relu, identity W_hh (IRNN)"] = irnn
     models["LSTM (default init)"] = nn.LSTM(D, hidden)
     lstm_f = nn.LSTM(D, hidden)
-    lstm_f.bias_ih_l0.data[hidden:2 * hidden] = 3.0  # forget gate biased open: f = sigmoid(3) = 0.95
+    with tg.no_grad():
+        lstm_f.bias_ih_l0[hidden:2 * hidden] = 3.0  # forget gate biased open: f = sigmoid(3) = 0.95
     models["LSTM, forget bias 3"] = lstm_f
     models["GRU (default init)"] = nn.GRU(D, hidden)
     return {k: viz.gradient_flow(m.to(device), x, label=k) for k, m in models.items()}, x
