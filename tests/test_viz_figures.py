@@ -104,11 +104,14 @@ def test_committed_graph_pictures_are_what_their_scripts_draw():
     figs, tut = load("make_figures"), load("tutorial_figures")
     drawn = {**figs.graphs("cpu"), **figs.decoder_step("cpu"), **tut.graphs("cpu")}
     assert len(drawn) == 10
-    for name, graph in drawn.items():
-        entry = manifest.get(f"{name}.png")
-        assert entry is not None, f"{name}.png was never drawn into docs/images by its script"
+    drawn = {f"{name}.png": graph for name, graph in drawn.items()}
+    bidi = load("deep_bidi_figure").deep_bidi_graph()   # a schematic, drawn as PNG and SVG
+    drawn.update({"deep_bidi_unroll.png": bidi, "deep_bidi_unroll.svg": bidi})
+    for file, graph in drawn.items():
+        entry = manifest.get(file)
+        assert entry is not None, f"{file} was never drawn into docs/images by its script"
         assert sha256(graph.source.encode()) == entry["dot_sha256"], (
-            f"docs/images/{name}.png is stale: {entry['script']} now draws something else; rerun it")
+            f"docs/images/{file} is stale: {entry['script']} now draws something else; rerun it")
     for file, entry in manifest.items():
         # the committed picture is the one the script rendered (not an older or hand-made file)
         assert sha256((IMAGES / file).read_bytes()) == entry["png_sha256"], \
