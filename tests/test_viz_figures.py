@@ -118,6 +118,22 @@ def test_committed_graph_pictures_are_what_their_scripts_draw():
             f"{file} differs from its last render"
 
 
+def test_recorded_gradient_flow_numbers_are_what_make_figures_measures():
+    """docs/visualization.md quotes docs/results/gradient_flow.json (through markers that
+    tests/test_examples.py checks); the record is what make_figures.py measures today."""
+    rec = json.loads((ROOT / "docs" / "results" / "gradient_flow.json").read_text())
+    figs = load("make_figures")
+    figs.graphs("cpu")       # the flow figure draws from the random stream the graphs leave
+    flows, x = figs.flow_models(rec["steps"], rec["hidden"], "cpu")
+    nums = figs.flow_numbers(flows, figs.exploding_flow(x, rec["hidden"], "cpu"))
+    assert nums.keys() == rec["models"].keys()
+    for key, entry in nums.items():
+        assert entry.keys() == rec["models"][key].keys(), key
+        for q, v in entry.items():
+            want = rec["models"][key][q]
+            assert v == want if q == "label" else v == pytest.approx(want, rel=1e-3), (key, q, v, want)
+
+
 @needs_renderer
 def test_a_two_layer_bidirectional_lstm_renders_and_fits():
     # (with newrank=true, dot failed on this graph with "trouble in init_rank")
