@@ -32,7 +32,7 @@ _array_module = backend.array_module
 # Grad mode, tags, anomaly checks, gradient recording, observers and the backward mode are per
 # thread (and per asyncio task), as PyTorch's grad mode is per thread: a no_grad() in one thread
 # never changes what another thread records. They live in one immutable `_State` held by a
-# ContextVar: every op reads it once (ContextVar.get is about 4x cheaper than a threading.local
+# ContextVar: every op reads it once (ContextVar.get is cheaper than a threading.local
 # attribute), and a mode change installs a new record, so no thread ever sees another's change.
 class _State:
     """One thread's engine state. Never mutated: `replace` makes the changed copy."""
