@@ -8,6 +8,8 @@ It is a schematic (Graphviz DOT written here, one node per state), not a traced 
 graph of the same model, `viz.draw_graph` on `nn.RNN(..., num_layers=2, bidirectional=True)`, has
 about 20 ops per step. Notation: docs/notation.md. Needs a Graphviz renderer (system `dot`, or
 `pip install "tinygrad-rnn[render]"`); without one it writes the DOT text and says what to install.
+Drawing into docs/images records the pictures and their DOT text in docs/images/figures.json, which
+tests/test_viz_figures.py checks against what `deep_bidi_graph()` draws today.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _common when imported from elsewhere
 from _common import make_parser, setup, wrote  # noqa: E402
+from make_figures import record  # noqa: E402  (notes the picture in docs/images/figures.json)
 
 import graphviz  # noqa: E402
 
@@ -117,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     for suffix in ("svg", "png"):
         try:
             written.append(viz.render(g, out / f"deep_bidi_unroll.{suffix}"))
+            record(written[-1], "examples/deep_bidi_figure.py", g.source)  # docs/images only
         except viz.RenderError as e:   # no renderer: the DOT text was written next to the file
             print(f"skipped deep_bidi_unroll.{suffix}: {e}", file=sys.stderr)
             written.append(out / "deep_bidi_unroll.gv")

@@ -9,7 +9,9 @@ matplotlib for the gradient-flow plot. Uses the public API only.
 Every drawing is made by a function of `GRAPHS` (seeded, so it gives the same DOT text each run);
 writing into docs/images/ also records, in docs/images/figures.json, the SHA-256 of each picture
 and of the DOT text it was rendered from. tests/test_viz_figures.py redraws the DOT and fails when
-a committed picture no longer matches what its script draws.
+a committed picture no longer matches what its script draws. The gradient-flow ratios that
+docs/visualization.md quotes are kept in docs/results/gradient_flow.json (the docs read them through
+examples/recorded_runs.py's markers; the test recomputes them).
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from tinygrad_rnn.nn import functional as F  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "docs" / "images"
 MANIFEST = IMAGES / "figures.json"
+FLOW_RECORD = ROOT / "docs" / "results" / "gradient_flow.json"
 # One colour scale for every drawing with gradients in the docs, so that they can be compared
 GRAD_RANGE = (1e-3, 1e1)
 
@@ -85,7 +88,8 @@ def fade_graphs(device: str) -> dict:
     x = tg.randn(5, 2, 3, device=device)
     rnn = nn.RNN(3, 4).to(device)
     lstm = nn.LSTM(3, 4).to(device)
-    lstm.bias_ih_l0.data[4:8] = 3.0  # forget gate open
+    with tg.no_grad():
+        lstm.bias_ih_l0[4:8] = 3.0  # forget gate open
     out = {}
     for name, m, steps in (("rnn", rnn, 5), ("lstm", lstm, 3)):  # (an LSTM step has ~5x the ops)
         seq, _ = m(x[:steps])
@@ -184,7 +188,7 @@ def save(graph, out: Path, name: str, written: list) -> None:
     record(path, "examples/make_figures.py", graph.source)
 
 
-def flow_models(steps: int, hidden: int, device: str) -> dict:
+def flow_models(steps: int, hidden: int, device: str) -> tuple[dict, tg.Tensor]:
     """The models of the gradient-flow figure, each measured on the same input."""
     D, B = 4, 8
     x = tg.randn(steps, B, D, device=device)
@@ -201,13 +205,59 @@ def flow_models(steps: int, hidden: int, device: str) -> dict:
     models["RNN relu, identity W_hh (IRNN)"] = irnn
     models["LSTM (default init)"] = nn.LSTM(D, hidden)
     lstm_f = nn.LSTM(D, hidden)
-    lstm_f.bias_ih_l0.data[hidden:2 * hidden] = 3.0  # forget gate biased open: f = sigmoid(3) = 0.95
+    with tg.no_grad():
+        lstm_f.bias_ih_l0[hidden:2 * hidden] = 3.0  # forget gate biased open: f = sigmoid(3) = 0.95
     models["LSTM, forget bias 3"] = lstm_f
     models["GRU (default init)"] = nn.GRU(D, hidden)
     return {k: viz.gradient_flow(m.to(device), x, label=k) for k, m in models.items()}, x
 
 
+def exploding_flow(x: tg.Tensor, hidden: int, device: str) -> viz.GradientFlow:
+    """A ReLU RNN with W_hh = 1.1 I and a positive bias (every unit stays active), so each step
+    back multiplies the gradient by 1.1; measured with clip_grad_norm_(1.0)."""
+    boom = nn.RNN(x.shape[-1], hidden, nonlinearity="relu")
+    nn.init.identity_(boom.weight_hh_l0, gain=1.1)
+    nn.init.normal_(boom.weight_ih_l0, 0.0, 0.01)
+    nn.init.constant_(boom.bias_ih_l0, 0.1)
+    nn.init.zeros_(boom.bias_hh_l0)
+    return viz.gradient_flow(boom.to(device), x, clip=1.0, label="RNN relu, W_hh = 1.1 I")
+
+
+# short keys of the figure's models in docs/results/gradient_flow.json (the docs' markers use them)
+FLOW_KEYS = {"RNN tanh (default init)": "rnn_tanh", "RNN tanh, orthogonal W_hh": "rnn_orthogonal",
+             "RNN relu, identity W_hh (IRNN)": "irnn", "LSTM (default init)": "lstm",
+             "LSTM, forget bias 3": "lstm_forget_bias_3", "GRU (default init)": "gru"}
+
+
+def flow_numbers(flows: dict, explode: viz.GradientFlow) -> dict:
+    """key -> {"label", "h": ||dL/dh_0|| / ||dL/dh_T||, "c": the same for the LSTM cell}; the
+    exploding RNN also has its total gradient norm and clip factor."""
+    nums = {}
+    for label, f in flows.items():
+        entry = {"label": label, "h": float(f.grad_norms[0] / f.grad_norms[-1])}
+        if f.cell_grad_norms is not None:
+            entry["c"] = float(f.cell_grad_norms[0] / f.cell_grad_norms[-1])
+        nums[FLOW_KEYS[label]] = entry
+    nums["exploding"] = {"label": explode.label,
+                         "h": float(explode.grad_norms[0] / explode.grad_norms[-1]),
+                         "total_norm": float(explode.total_norm), "clip_coef": float(explode.clip_coef)}
+    return nums
+
+
 def flow_figure(out: Path, device: str, steps: int, hidden: int, written: list) -> None:
+    flows, x = flow_models(steps, hidden, device)
+    explode = exploding_flow(x, hidden, device)
+    nums = flow_numbers(flows, explode)
+    for f in nums.values():
+        print(f"{f['label']:34s} ||dL/dh_0|| / ||dL/dh_T|| = {f['h']:.2e}"
+              + (f"   ||dL/dc_0|| / ||dL/dc_T|| = {f['c']:.2e}" if "c" in f else "")
+              + (f", total gradient norm {f['total_norm']:.3g}, clip factor {f['clip_coef']:.3g}"
+                 if "total_norm" in f else ""))
+    if out.resolve() == IMAGES.resolve():  # the docs' run: keep the numbers they quote
+        FLOW_RECORD.write_text(json.dumps({
+            "command": "python examples/make_figures.py", "device": device, "seed": 0,
+            "steps": steps, "hidden": hidden, "models": nums}, indent=1) + "\n")
+        print(f"kept {FLOW_RECORD.relative_to(ROOT)}")
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -215,16 +265,6 @@ def flow_figure(out: Path, device: str, steps: int, hidden: int, written: list) 
     except ImportError:
         print("skipped gradient_flow.png: pip install matplotlib", file=sys.stderr)
         return
-    flows, x = flow_models(steps, hidden, device)
-    # exploding: a ReLU RNN with W_hh = 1.1 I and a positive bias (every unit stays active), so
-    # each step back multiplies the gradient by 1.1
-    boom = nn.RNN(4, hidden, nonlinearity="relu")
-    nn.init.identity_(boom.weight_hh_l0, gain=1.1)
-    nn.init.normal_(boom.weight_ih_l0, 0.0, 0.01)
-    nn.init.constant_(boom.bias_ih_l0, 0.1)
-    nn.init.zeros_(boom.bias_hh_l0)
-    boom = boom.to(device)
-    explode = viz.gradient_flow(boom, x, clip=1.0, label="RNN relu, W_hh = 1.1 I")
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=90)
     viz.plot_gradient_flow({**flows, explode.label: explode}, ax=a,
                            title=f"||dL/dh_t|| for L = <v, h_T>  (T = {steps}, H = {hidden})\n"
@@ -243,12 +283,6 @@ def flow_figure(out: Path, device: str, steps: int, hidden: int, written: list) 
     plt.close(fig)
     written.append(path)
     record(path, "examples/make_figures.py")
-    for k, f in flows.items():
-        print(f"{k:34s} ||dL/dh_0|| / ||dL/dh_T|| = {f.grad_norms[0] / f.grad_norms[-1]:.2e}"
-              + (f"   ||dL/dc_0|| / ||dL/dc_T|| = {f.cell_grad_norms[0] / f.cell_grad_norms[-1]:.2e}"
-                 if f.cell_grad_norms is not None else ""))
-    print(f"exploding RNN: ||dL/dh_0|| / ||dL/dh_T|| = {explode.grad_norms[0] / explode.grad_norms[-1]:.2e}, "
-          f"total gradient norm {explode.total_norm:.3g}, clip factor {explode.clip_coef:.3g}")
 
 
 def main(argv: list | None = None) -> int:

@@ -3,7 +3,8 @@
 Every number and time in README.md and docs/ that comes from an example is taken from a recorded
 run: each example writes `results.json` into its output folder (metrics, wall time, and the machine:
 CPU, cores, load average at start and end, BLAS threads, versions, device, seed, date), and the
-runs listed in RUNS below are kept under docs/results/<run>.json.
+runs listed in RUNS below are kept under docs/results/<run>.json. OTHER_RECORDS lists the other
+records kept there (written by a figure script or a benchmark test) and the command of each.
 
 In the docs, each such number sits between two HTML comments (invisible on the rendered page):
 
@@ -36,7 +37,8 @@ from _common import fmt_seconds  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
-DOCS = ["README.md", "docs/index.md", "docs/examples.md", "docs/seq2seq.md", "docs/tutorial.md"]
+DOCS = ["README.md", "docs/index.md", "docs/examples.md", "docs/seq2seq.md", "docs/tutorial.md",
+        "docs/visualization.md"]
 
 # run name -> the example and its arguments (the default run of each example is named after it)
 RUNS: dict[str, list[str]] = {
@@ -56,6 +58,13 @@ RUNS: dict[str, list[str]] = {
     "char_rnn_hidden192": ["char_rnn", "--hidden", "192"],
     "memory_tasks": ["memory_tasks"],
     "memory_tasks_no_clip": ["memory_tasks", "--no-clip"],
+}
+# Records written by code other than an example run (a figure script, a benchmark test): name ->
+# the command that writes docs/results/<name>.json. The docs quote them with the same markers;
+# `record` does not run them (the benchmark needs a browser), and the runs table leaves them out.
+OTHER_RECORDS: dict[str, str] = {
+    "gradient_flow": "python examples/make_figures.py",
+    "explorer_bench": "python -m pytest -m bench tests/test_explorer.py",
 }
 MAX_LIST = 100  # longer lists of numbers (loss curves) stay in out/<run>/results.json only
 
@@ -119,6 +128,8 @@ def runs_table(records: dict[str, Record]) -> str:
     rows = ["| run | command | date | wall time | CPU, cores | load average (1 min) at start → end "
             "| BLAS threads | Python, NumPy |", "|---|---|---|---|---|---|---|---|"]
     for name, r in records.items():
+        if name not in RUNS:
+            continue
         m = r["machine"]
         load = (f"{m['load_start'][0]:.1f} → {m['load_end'][0]:.1f}" if m["load_start"] and m["load_end"]
                 else "-")

@@ -61,7 +61,7 @@ def _irnn(D: int, H: int) -> nn.Module:
 def _lstm_open(D: int, H: int) -> nn.Module:
     m = nn.LSTM(D, H)
     with tg.no_grad():
-        m.bias_ih_l0.data[H:2 * H] = 3.0          # gate order i, f, g, o: f = sigmoid(3 + ...) ~ 0.95
+        m.bias_ih_l0[H:2 * H] = 3.0               # gate order i, f, g, o: f = sigmoid(3 + ...) ~ 0.95
     return m
 
 

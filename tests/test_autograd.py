@@ -185,6 +185,26 @@ def test_grad_unused_input():
     assert gy is None and np.allclose(gx.numpy(), 2)
 
 
+def test_grad_and_backward_raise_pending_deferred_checks_first(monkeypatch):
+    # a deferred GPU input check (docs/gpu.md) that failed; recorded by hand so it runs on the CPU
+    from tinygrad_rnn import backend
+
+    computed = []
+    monkeypatch.setattr(autograd, "run_backward",
+                        lambda *a, **k: computed.append(1) or (tg.zeros(2),))
+    for name, call in [("grad", lambda loss, x: tg.grad(loss, x)),
+                       ("backward", lambda loss, x: loss.backward())]:
+        x = leaf(2)
+        loss = (x * 2).sum()
+        backend.check_later(np.array(True), lambda n=name: IndexError(f"pending check ({n})"))
+        with pytest.raises(IndexError, match=f"pending check \\({name}\\)"):
+            call(loss, x)
+        assert backend.pending_checks() == 0 and computed == [] and x.grad is None
+    backend.check_later(np.array(False), lambda: IndexError("passed check"))
+    tg.grad((leaf(2) * 2).sum(), leaf(2))  # a check that passed: no error, the gradient runs
+    assert backend.pending_checks() == 0 and computed == [1]
+
+
 def test_hooks_leaf_and_nonleaf():
     x = leaf(3)
     seen = []

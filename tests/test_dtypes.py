@@ -74,6 +74,17 @@ INT_CASES = [  # (name, f, expected dtype); the same expression is evaluated in 
     ("int.sqrt()", lambda t: t.arange(4).sqrt(), "float32"),
     ("int.tanh()", lambda t: t.arange(4).tanh(), "float32"),
     ("int.sigmoid()", lambda t: t.arange(4).sigmoid(), "float32"),
+    ("int.log()", lambda t: t.arange(1, 4).log(), "float32"),
+    ("int.sin()", lambda t: t.arange(4).sin(), "float32"),
+    ("int.cos()", lambda t: t.arange(4).cos(), "float32"),
+    ("int.erf()", lambda t: t.arange(4).erf(), "float32"),
+    ("int.expm1()", lambda t: t.arange(4).expm1(), "float32"),
+    ("bool.sin()", lambda t: t.Tensor([True, False]).sin(), "float32"),
+    ("cat([int, float32])", lambda t: t.cat([t.arange(2), t.ones(2)]), "float32"),
+    ("cat([float64, int])", lambda t: t.cat([t.ones(2, dtype=t.float64), t.arange(2)]), "float64"),
+    ("cat([bool, int])", lambda t: t.cat([t.Tensor([True]), t.arange(2)]), "int64"),
+    ("stack([int, float32])", lambda t: t.stack([t.arange(2), t.ones(2)]), "float32"),
+    ("stack([float32, float64])", lambda t: t.stack([t.ones(2), t.ones(2, dtype=t.float64)]), "float64"),
     ("maximum(int, 0.5)", lambda t: t.maximum(t.arange(4), t.full((4,), 0.5)), "float32"),
     ("bool * 0.5", lambda t: t.Tensor([True, False]) * 0.5, "float32"),
     ("bool + 2", lambda t: t.Tensor([True, False]) + 2, "int64"),
@@ -104,6 +115,7 @@ class _TorchNames:
         self.Tensor = torch.tensor
         self.arange, self.ones, self.full = torch.arange, torch.ones, torch.full
         self.maximum, self.where = torch.maximum, torch.where
+        self.cat, self.stack = torch.cat, torch.stack
 
 
 def test_mean_of_integers_is_float32():
@@ -112,3 +124,45 @@ def test_mean_of_integers_is_float32():
 
 def test_softmax_of_integers_is_float32():
     assert F.softmax(tg.arange(3)).dtype == np.float32
+
+
+# PyTorch refuses these on integer tensors (no integer kernel for the activations, and matmul wants
+# equal dtypes); the same rule as above applies: integers give the default float dtype float32.
+NO_TORCH_CASES = [
+    ("softplus", lambda: tg.arange(4).softplus()),
+    ("leaky_relu", lambda: tg.arange(4).leaky_relu()),
+    ("elu", lambda: tg.arange(4).elu()),
+    ("gelu", lambda: tg.arange(4).gelu()),
+    ("gelu tanh", lambda: tg.arange(4).gelu(approximate="tanh")),
+    ("int @ float32", lambda: tg.arange(4) @ tg.ones(4)),
+    ("float32 @ int", lambda: tg.ones(2, 4) @ tg.arange(4)),
+    ("addmm(float32, int, float32)", lambda: tg.addmm(tg.ones(2), tg.arange(4).reshape(2, 2), tg.ones(2, 2))),
+    ("addmm(float32, int, int)", lambda: tg.addmm(tg.ones(2), tg.arange(4).reshape(2, 2), tg.eye(2).long())),
+]
+
+
+@pytest.mark.parametrize("name,f", NO_TORCH_CASES, ids=[c[0] for c in NO_TORCH_CASES])
+def test_float_valued_ops_of_integers_are_float32(name, f):
+    y = f()
+    assert y.dtype == np.float32, f"{name}: got {y.dtype}"
+
+
+def test_float_valued_ops_of_integers_compute_the_float_values():
+    x = tg.arange(-2, 3)
+    xf = np.arange(-2, 3, dtype=np.float32)
+    np.testing.assert_allclose(x.softplus().numpy(), np.logaddexp(0, xf), rtol=1e-6)
+    np.testing.assert_allclose(x.leaky_relu(0.1).numpy(), np.where(xf > 0, xf, 0.1 * xf), rtol=1e-6)
+    np.testing.assert_allclose(x.elu().numpy(), np.where(xf > 0, xf, np.expm1(xf)), rtol=1e-6)
+    np.testing.assert_allclose((x @ tg.ones(5)).item(), 0.0)
+
+
+@pytest.mark.parametrize("join", ["cat", "stack"])
+def test_cat_stack_of_float32_and_float64_give_each_leaf_its_own_grad_dtype(join):
+    a = tg.ones(2, requires_grad=True)
+    b = tg.ones(2, dtype=tg.float64, requires_grad=True)
+    y = getattr(tg, join)([a, b])
+    assert y.dtype == np.float64  # as PyTorch: the wider float
+    (y * tg.arange(4).reshape(y.shape)).sum().backward()
+    assert a.grad.dtype == np.float32 and b.grad.dtype == np.float64
+    np.testing.assert_array_equal(a.grad.numpy(), [0, 1])
+    np.testing.assert_array_equal(b.grad.numpy(), [2, 3])

@@ -214,10 +214,15 @@ def recorded_runs():
 
 
 def test_recorded_runs_are_real_runs_of_their_commands():
-    """docs/results/ holds one full (not --smoke) run per entry of RUNS, made by its command."""
+    """docs/results/ holds one full (not --smoke) run per entry of RUNS, made by its command, and
+    the other records of OTHER_RECORDS (a figure script's numbers, a benchmark), each naming the
+    command that wrote it."""
     rr = recorded_runs()
     kept = {p.stem for p in rr.RESULTS.glob("*.json")}
-    assert kept == set(rr.RUNS), f"missing: {set(rr.RUNS) - kept}, unknown: {kept - set(rr.RUNS)}"
+    known = set(rr.RUNS) | set(rr.OTHER_RECORDS)
+    assert kept == known, f"missing: {known - kept}, unknown: {kept - known}"
+    for name, command in rr.OTHER_RECORDS.items():
+        assert json.loads((rr.RESULTS / f"{name}.json").read_text(encoding="utf-8"))["command"] == command
     for name, (example, *args) in rr.RUNS.items():
         record = json.loads((rr.RESULTS / f"{name}.json").read_text(encoding="utf-8"))
         assert set(record) == RECORD_KEYS and MACHINE_KEYS <= set(record["machine"]), name

@@ -4,9 +4,12 @@ skip, with the reason, where either is missing; CI (.ci/run) installs both and s
 TINYGRAD_RNN_REQUIRE_BROWSER=1, so there they always run."""
 from __future__ import annotations
 
+import datetime as dt
 import importlib
+import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -139,6 +142,15 @@ def test_recording_keeps_values_lines_and_the_running_sums():
     # ||dL/dh_t|| for every step, and the same for c_t
     assert [r["t"] for r in ex.data["flow"]["h"]] == [0, 1, 2, 3]
     assert [r["t"] for r in ex.data["flow"]["c"]] == [0, 1, 2, 3]
+
+
+@needs_renderer
+def test_the_page_splits_w_hh_grad_by_step_as_grad_by_step_does():
+    ex, loss, models = lstm_case(T=4, record=False)
+    whh = next(L for L in ex.data["leaves"].values() if L["name"] == "lstm.weight_hh_l0")
+    sg = viz.grad_by_step(loss, models["lstm"])  # explore kept the graph
+    norms = sg.norms["weight_hh_l0"]
+    assert {t[1]: t[2] for t in whh["terms"]} == {t: f"{norms[t]:.6g}" for t in range(4)}
 
 
 @needs_renderer
@@ -297,12 +309,21 @@ def test_other_graphs_load_without_errors(browser, tmp_path, kind):
 
 
 # ---------------------------------------------------------------------------------- benchmark
+BENCH_RECORD = Path(__file__).resolve().parents[1] / "docs" / "results" / "explorer_bench.json"
+
+
 @pytest.mark.bench
 @needs_browser
 @needs_renderer
 def test_bench_lstm_50_steps_page_size_and_paint_time(browser, tmp_path):
     """The issue's scale case: LSTM T=50, B=4, H=32, cross-entropy. Prints the page size and
-    the time from navigation to the first painted frame (min over 3 loads; not asserted)."""
+    the time from navigation to the first painted frame (min over 3 loads; not asserted), and
+    keeps them, with the machine and its load, in docs/results/explorer_bench.json (the numbers
+    docs/visualization.md quotes, through examples/recorded_runs.py's markers)."""
+    sys.path.insert(0, str(BENCH_RECORD.parents[2] / "examples"))
+    from _common import _load, machine_facts  # the examples' record of the machine
+
+    load_start, started = _load(), dt.datetime.now(dt.timezone.utc)
     T, B, H = 50, 4, 32
     tg.manual_seed(0)
     lstm, head = nn.LSTM(8, H), nn.Linear(H, 10)
@@ -325,6 +346,13 @@ def test_bench_lstm_50_steps_page_size_and_paint_time(browser, tmp_path):
     print(f"\nexplorer LSTM T={T} B={B} H={H}: {len(ex.data['nodes'])} nodes, "
           f"{len(ex.data['visits'])} visits; page {size / 1e6:.2f} MB; built in {build:.2f} s; "
           f"paint {min(times):.2f} s (min of {len(times)})")
+    record = {"command": "python -m pytest -m bench tests/test_explorer.py",
+              "date": started.strftime("%Y-%m-%d %H:%M UTC"), "case": {"T": T, "B": B, "H": H},
+              "nodes": len(ex.data["nodes"]), "visits": len(ex.data["visits"]),
+              "page_mb": round(size / 1e6, 3), "build_s": round(build, 3),
+              "paint_s": [round(t, 3) for t in times], "paint_min_s": round(min(times), 3),
+              "machine": {**machine_facts(), "load_start": load_start, "load_end": _load()}}
+    BENCH_RECORD.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
 
 # ---------------------------------------------------------------------------------- docs picture

@@ -118,12 +118,42 @@ def test_adam_step_between_forward_and_backward_on_an_lstm():
         out.pow(2).sum().backward()
 
 
+def _mlp_reference_grads(params: list, x: np.ndarray, steps: int, lr: float) -> list:
+    """The same SGD training in float64 NumPy with hand-written gradients: (loss, grads) per step."""
+    w1, b1, w2, b2 = (p.astype(np.float64) for p in params)
+    n, out = x.shape[0], []
+    for _ in range(steps):
+        h = np.tanh(x @ w1.T + b1)
+        y = h @ w2.T + b2
+        gy = 2 * y / n                       # d mean(y^2) / dy, y is (n, 1)
+        gw2, gb2 = gy.T @ h, gy.sum(0)
+        gh = (gy @ w2) * (1 - h * h)
+        gw1, gb1 = gh.T @ x, gh.sum(0)
+        grads = [gw1, gb1, gw2, gb2]
+        out.append(((y * y).mean(), grads))
+        w1, b1, w2, b2 = (p - lr * g for p, g in zip((w1, b1, w2, b2), grads))
+    return out
+
+
 def test_right_order_training_is_unaffected():
-    net, opt, x = _mlp_case()
-    for _ in range(3):
+    # zero_grad, forward, backward, step: no InplaceError, and every step's gradients are the
+    # float64 reference's (so the version checks change nothing in the right order)
+    net, _, x = _mlp_case()
+    params = list(net.parameters())
+    opt = tg.optim.SGD(params, lr=0.1)
+    assert [tuple(p.shape) for p in params] == [(16, 4), (16,), (1, 16), (1,)]
+    ref = _mlp_reference_grads([p.numpy() for p in params], x.numpy().astype(np.float64), 4, 0.1)
+    losses = []
+    for ref_loss, ref_grads in ref:
         opt.zero_grad()
-        net(x).pow(2).mean().backward()
+        loss = net(x).pow(2).mean()
+        loss.backward()
+        losses.append(loss.item())
+        np.testing.assert_allclose(loss.item(), ref_loss, rtol=1e-5, atol=1e-7)
+        for p, g in zip(params, ref_grads):
+            np.testing.assert_allclose(p.grad.numpy(), g, rtol=1e-4, atol=1e-6)
         opt.step()
+    assert losses[-1] < losses[0]
 
 
 def test_init_and_load_state_dict_are_checked_writes():
@@ -167,6 +197,30 @@ def test_copy_fill_zero_methods():
     assert t.zero_().tolist() == [[0.0, 0.0], [0.0, 0.0]]
     with pytest.raises(tg.ShapeError, match="copy_"):
         t.copy_(np.ones(3))
+
+
+def test_writing_a_tensor_that_requires_grad_into_one_that_does_not_raises():
+    # only the values would be copied: the gradient through the written tensor would be lost
+    w = tg.Tensor([1.0, 2.0], requires_grad=True)
+    out = tg.zeros(2)
+    with pytest.raises(InplaceError, match=r"gradient .* would be lost.*tg\.stack"):
+        out[0] = (w * 2).sum()
+    out2 = tg.zeros(2)
+    with pytest.raises(InplaceError, match="copy_.*requires grad"):
+        out2.copy_(w * 3)
+    with pytest.raises(InplaceError, match="detach"):
+        out2.fill_(w[0])
+    assert out.tolist() == [0.0, 0.0] and out2.tolist() == [0.0, 0.0]  # refused before writing
+    # the fix: build the result as a new tensor; the gradient flows through it
+    out = tg.stack([(w * 2).sum(), tg.Tensor(0.0)])
+    ((out * out).sum() + w.sum()).backward()
+    np.testing.assert_allclose(w.grad.numpy(), [1 + 2 * 6 * 2, 1 + 2 * 6 * 2])
+    # dropping the gradient on purpose is allowed: detach() or no_grad
+    out2.copy_((w * 3).detach())
+    assert out2.tolist() == [3.0, 6.0] and not out2.requires_grad
+    with tg.no_grad():
+        out2[1] = w[0]
+    assert out2.tolist() == [3.0, 1.0]
 
 
 def test_clone_before_editing_is_the_fix():

@@ -422,6 +422,33 @@ CATALOGUE: list[Mistake] = [
     M("scalar-dim", TEN, "A reduction over dim 1 of a 0-d tensor",
       "tg.Tensor(2.0).sum(1)",
       IndexError, ("sum", "dim 1", "0 dimension", "0 or -1")),
+    M("inplace-after-forward", TEN, "Editing a tensor in place between the forward and backward",
+      "w = tg.Tensor([1., 2.], requires_grad=True)\n"
+      "x = tg.Tensor([3., 4.])\n"
+      "y = (w * x).sum()\n"
+      "x[0] = 100.  # the product saved x for the gradient of w\n"
+      "y.backward()",
+      tg.InplaceError, ("modified in place", "'mul'", "shape (2,)", "clone()")),
+    M("edit-weight-with-grad-on", TEN, "Editing a weight in place with grad mode on",
+      "w = tg.Tensor([1., 2.], requires_grad=True)\n"
+      "w[0] = 0.",
+      tg.InplaceError, ("__setitem__", "requires grad", "tg.no_grad()")),
+    M("write-grad-into-buffer", TEN, "Writing computed values into a preallocated buffer",
+      "w = tg.Tensor([1., 2.], requires_grad=True)\n"
+      "out = tg.zeros(3)\n"
+      "for t in range(3):\n"
+      "    out[t] = (w * t).sum()  # the buffer keeps only the values",
+      tg.InplaceError, ("__setitem__", "gradient through this write would be lost", "tg.stack",
+                        "value.detach()")),
+    M("step-before-backward", OPT, "optimizer.step() between the forward and backward",
+      "model = nn.Sequential(nn.Linear(3, 8), nn.Linear(8, 1))\n"
+      "opt = optim.SGD(model.parameters(), lr=0.1)\n"
+      "x = tg.randn(4, 3)\n"
+      "model(x).tanh().sum().backward()  # a first step: the weights have grads\n"
+      "loss = model(x).tanh().sum()\n"
+      "opt.step()  # updates the weights the forward just used\n"
+      "loss.backward()",
+      tg.InplaceError, ("modified in place", "backward() before optimizer.step()")),
     M("optim-state-other-type", OPT, "Loading SGD's state into Adam",
       "w = tg.Tensor([1.0], requires_grad=True)\n"
       "sgd = optim.SGD([w], lr=0.1, momentum=0.9)\n"

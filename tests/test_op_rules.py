@@ -93,6 +93,25 @@ def test_backward_honours_fresh_grads_and_shape_flags(case):
                     f"{g.dtype} for an input of shape {shape} {dtype}")
 
 
+MULTI = [c for c in CASES if len(c[3]) > 1]
+
+
+@pytest.mark.parametrize("case", MULTI, ids=[f"{c[0]}-{i}" for i, c in enumerate(MULTI)])
+def test_mixed_dtype_inputs_get_gradients_of_their_own_dtype(case):
+    """Input 0 float32, the others float64: forward promotes, and each leaf's gradient still comes
+    back in its own dtype (the engine casts it back for broadcasts=True ops; a float32 weight must
+    never get a float64 .grad)."""
+    _, fn, _, shapes, gen = case[:5]
+    _, xs = _inputs(shapes, gen, "cpu")
+    xs[0] = tg.Tensor(xs[0].data, dtype="float32", requires_grad=True)
+    outs = [o for o in _as_tuple(fn(*xs)) if o.requires_grad]
+    sum((o.sum() for o in outs[1:]), outs[0].sum()).backward()
+    for k, x in enumerate(xs):
+        assert x.grad is not None and x.grad.dtype == x.dtype, (
+            f"{case[0]}: input {k} is {x.dtype} but its gradient is {x.grad and x.grad.dtype}")
+        assert x.grad.shape == x.shape
+
+
 def test_every_fresh_grads_op_is_exercised_by_the_table():
     covered = {c[0] for c in CASES}
     fresh = {name for name, cls in ops.OPS.items() if cls.fresh_grads}

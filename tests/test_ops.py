@@ -3,6 +3,7 @@
 The table below is the op coverage list: test_every_op_has_a_row fails when an op is registered
 in tinygrad_rnn.ops.OPS without a row here.
 """
+import importlib.util
 import math
 
 import numpy as np
@@ -34,6 +35,12 @@ def _off_int(shape, rng):  # away from the jumps of floor/ceil (integers and hal
 
 
 _erf = np.vectorize(math.erf)
+_UPPER = np.triu(np.ones((3, 3), dtype=bool), 1)
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
 
 
 def _distinct(shape, rng):  # distinct values: no ties in max/min
@@ -148,6 +155,11 @@ CASES = [
     ("tril", lambda a: tg.tril(a, -1), lambda a: np.tril(a, -1), [(2, 3, 4)], None),
     ("triu", lambda a: a.triu(1), lambda a: np.triu(a, 1), [(3, 5)], None),
     ("triu", lambda a: tg.triu(a, -1), lambda a: np.triu(a, -1), [(2, 4, 3)], None),
+    # the causal-mask idiom: -inf above the diagonal, 0 (not -inf * 0 = NaN) below, then a softmax
+    ("triu", lambda a: (a + tg.triu(tg.full_like(a, -math.inf), 1)).softmax(-1),
+     lambda a: _softmax(a + np.triu(np.full((3, 3), -np.inf), 1)), [(3, 3)], None),
+    # NaN outside the kept triangle is dropped, not spread (NaN * 0 would be NaN)
+    ("tril", lambda a: tg.tril(tg.where(tg.Tensor(_UPPER, device=a.device), math.nan, a)), np.tril, [(3, 3)], None),
     ("var", lambda a: a.var(1), lambda a: a.var(1, ddof=1), [(3, 4)], None),
     ("var", lambda a: a.var(correction=0), np.var, [(3, 4)], None),
     ("var", lambda a: tg.var(a, (0, 2), keepdim=True), lambda a: a.var((0, 2), ddof=1, keepdims=True),
@@ -370,6 +382,25 @@ def test_common_ops_match_pytorch():
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-14, err_msg=str(k))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bool"])
+def test_tril_triu_keep_inf_nan_and_dtype(dtype):
+    """Outside the triangle is 0 (False) whatever is there, -inf and NaN included (a multiply by a
+    0/1 mask would give NaN), and the dtype stays, bool included; as NumPy and PyTorch."""
+    x = np.array([[-np.inf, np.nan, 1.0, 2.0], [np.inf, -np.inf, np.nan, -1.0], [2.0, np.nan, -np.inf, 0.0]])
+    x = x > 0 if dtype == "bool" else x.astype(dtype)
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    for name in ("tril", "triu"):
+        for k in (-1, 0, 1):
+            got = getattr(tg.Tensor(x), name)(k)
+            assert got.dtype == x.dtype
+            np.testing.assert_array_equal(got.numpy(), getattr(np, name)(x, k))
+            if torch is not None:
+                np.testing.assert_array_equal(got.numpy(), getattr(torch.from_numpy(x), name)(k).numpy())
+
+
 def test_where_with_numbers_in_both_branches():
     x = tg.Tensor([-1.0, 2.0, 0.5])
     assert tg.where(x > 0, 1.0, 0.0).tolist() == [0.0, 1.0, 1.0]
@@ -407,14 +438,16 @@ def test_sign_floor_ceil_have_zero_gradient():
 
 
 def test_erf_fallbacks_agree_with_math_erf(monkeypatch):
-    """NumPy has no erf: SciPy's is used when installed, else math.erf per element; a CuPy without
-    cupyx.scipy.special.erf (and the stand-in) uses the series. All three against math.erf."""
+    """NumPy has no erf: SciPy's is used when installed, else the series (as on a GPU whose CuPy
+    lacks cupyx.scipy.special.erf, and under the stand-in). Both against math.erf."""
     import builtins
     from tinygrad_rnn import backend
     x = np.linspace(-7, 7, 1401)
     want = _erf(x)
     np.testing.assert_allclose(backend.erf_series(x), want, rtol=0, atol=4e-15)
     np.testing.assert_allclose(backend.erf_series(x.astype(np.float32)), want, rtol=0, atol=2e-7)
+    if importlib.util.find_spec("scipy") is not None:
+        np.testing.assert_allclose(backend.erf(x), want, rtol=0, atol=4e-16)
     real_import = builtins.__import__
 
     def no_scipy(name, *a, **k):
@@ -422,5 +455,6 @@ def test_erf_fallbacks_agree_with_math_erf(monkeypatch):
             raise ImportError(name)
         return real_import(name, *a, **k)
     monkeypatch.setattr(builtins, "__import__", no_scipy)
-    np.testing.assert_array_equal(backend.erf(x), want)
+    np.testing.assert_array_equal(backend.erf(x), backend.erf_series(x))
+    np.testing.assert_allclose(backend.erf(x), want, rtol=0, atol=4e-15)
     assert backend.erf(np.array(0.5, np.float32)).dtype == np.float32

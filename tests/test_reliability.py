@@ -83,8 +83,10 @@ def test_anomaly_names_backward_op_step_module_user_line_and_stats():
     assert f"step={expected_step}." in msg
     assert "Tags: module=_FixedPointRNN, module=rnn, layer=0, direction=forward, step=" in msg
     assert f"{THIS.name}:{_line_of('# <- exploding-gradient line')} (out, _ = self.rnn(x, h0)" in msg
-    # the gradient the op received: 2**127 = 1.7e38, finite
-    assert "input 0: shape (1, 1), max|finite| 1.7e+38, nan 0, inf 0" in msg
+    # the Inf is the gradient sent to input 1, h_{t-1} (the previous step's h_t); the gradient the
+    # op received, that of its output a_t, is 2**127 = 1.7e38, finite
+    assert "values in the gradient for input 1 ('h_t') (shape (1, 1))" in msg
+    assert "gradient of output 0 ('a_t'): shape (1, 1), max|finite| 1.7e+38, nan 0, inf 0" in msg
     assert "clip_grad_norm_" in msg
 
 
@@ -103,7 +105,8 @@ def test_anomaly_forward_log_of_zero_at_known_step_of_user_loop():
         with pytest.raises(tg.AnomalyError) as info:
             nll.backward()
     msg = str(info.value)
-    assert msg.startswith("backward of 'log' produced 0 NaN and 1 Inf values in output 0 (shape (2, 1))")
+    assert msg.startswith("backward of 'log' produced 0 NaN and 1 Inf values in the gradient for "
+                          "input 0 (shape (2, 1))")
     assert "Tags: step=37." in msg
     assert f"{THIS.name}:{_line_of('# <- log line')} (nll = nll - p.log().sum()" in msg
 
@@ -520,8 +523,25 @@ def test_anomaly_reports_nan_input_of_a_hand_written_loop_by_name_and_step():
 
 
 def test_anomaly_message_shows_math_names_of_outputs():
+    # in backward the Inf is in the gradient sent to an INPUT of the op: named by that input's
+    # name; the statistics are those of the gradients the op received, named by its outputs
+    a = tg.Tensor([0.0, 1.0], requires_grad=True).named("a")
+    b = tg.Tensor([1.0, 2.0], requires_grad=True)
+    with np.errstate(all="ignore"), tg.detect_anomaly():
+        y = (b * a.sqrt()).named("y_t")
+        with pytest.raises(tg.AnomalyError) as info:
+            y.sum().backward()
+    msg = str(info.value)
+    assert msg.startswith("backward of 'sqrt' produced 0 NaN and 1 Inf values in the gradient for "
+                          "input 0 ('a') (shape (2,))"), msg
+    assert "gradient of output 0: shape (2,), max|finite| 2, nan 0, inf 0" in msg  # b = [1, 2]
+    # a computed input: named by the op that made it; the received gradient by this op's output
     x = tg.Tensor([0.0, 1.0], requires_grad=True)
     with np.errstate(all="ignore"), tg.detect_anomaly():
-        r = x.sqrt().named("r_t")
-        with pytest.raises(tg.AnomalyError, match=r"backward of 'sqrt'.*output 0 \('r_t'\)"):
-            r.sum().backward()
+        r = (x * 3).named("u_t").sqrt().named("r_t")
+        with pytest.raises(tg.AnomalyError) as info:
+            (r * 5).sum().backward()
+    msg = str(info.value)
+    assert "Inf values in the gradient for input 0 ('u_t') (shape (2,))" in msg
+    assert "gradient of output 0 ('r_t'): shape (2,), max|finite| 5, nan 0, inf 0" in msg
+    assert "output 0 ('r_t')" not in msg.split(".")[0]  # the old, wrong label

@@ -4,8 +4,10 @@ import errno
 import json
 import math
 import os
+import re
 import subprocess
 import sys
+import threading
 import zipfile
 from collections import OrderedDict
 
@@ -214,7 +216,7 @@ def test_killed_process_leaves_old_checkpoint_loadable(tmp_path):
     np.testing.assert_array_equal(load(path)["v"], np.arange(3))
     leftovers = [n for n in os.listdir(tmp_path) if n != "ckpt.npz"]
     assert len(leftovers) == 1
-    assert leftovers[0].startswith(".ckpt.npz.tmp-") and leftovers[0][len(".ckpt.npz.tmp-"):].isdigit()
+    assert re.fullmatch(r"\.ckpt\.npz\.tmp-\d+-\d+-\w+", leftovers[0]), leftovers
     save({"v": np.arange(4)}, path)  # the next save to that path removes the killed save's file
     assert os.listdir(tmp_path) == ["ckpt.npz"]
     np.testing.assert_array_equal(load(path)["v"], np.arange(4))
@@ -224,15 +226,43 @@ def test_stale_temp_of_a_live_process_is_left_alone(tmp_path):
     """Only files of dead processes are stale: a concurrent save by a live process keeps its file."""
     path = tmp_path / "ckpt.npz"
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid is gone: its files are stale
     try:
-        (tmp_path / f".ckpt.npz.tmp-{live.pid}").write_bytes(b"in progress")
-        (tmp_path / ".ckpt.npz.tmp-notapid").write_bytes(b"not ours")
+        kept = [f".ckpt.npz.tmp-{live.pid}", f".ckpt.npz.tmp-{live.pid}-7-abc",
+                f".ckpt.npz.tmp-{os.getpid()}-7-abc",  # another thread of this process, mid-save
+                ".ckpt.npz.tmp-notapid"]
+        for n in kept + [f".ckpt.npz.tmp-{dead.pid}", f".ckpt.npz.tmp-{dead.pid}-7-abc"]:
+            (tmp_path / n).write_bytes(b"in progress")
         save({"v": 1}, path)
-        assert sorted(os.listdir(tmp_path)) == sorted([".ckpt.npz.tmp-notapid",
-                                                        f".ckpt.npz.tmp-{live.pid}", "ckpt.npz"])
+        assert sorted(os.listdir(tmp_path)) == sorted(kept + ["ckpt.npz"])
     finally:
         live.kill()
         live.wait()
+
+
+def test_two_threads_saving_to_one_path(tmp_path):
+    """Each save has its own temporary file, and no save removes another thread's file."""
+    path = tmp_path / "ckpt.npz"
+    errors: list = []
+
+    def saver(k: int) -> None:
+        try:
+            for i in range(30):
+                save({"k": k, "i": i, "w": np.full(2000, k, np.float32)}, path)
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=saver, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    back = load(path)
+    assert back["i"] == 29 and back["k"] in (0, 1)
+    np.testing.assert_array_equal(back["w"], np.full(2000, back["k"], np.float32))
+    assert os.listdir(tmp_path) == ["ckpt.npz"]
 
 
 # ============================================================================ paths and links

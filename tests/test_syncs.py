@@ -127,6 +127,17 @@ def test_embedding_index_out_of_range_is_reported_at_the_next_sync():
     emb(tg.Tensor([0, 9], device=DEV)).sum().backward()  # a valid lookup passes
 
 
+def test_tg_grad_reports_pending_checks_too():
+    emb = nn.Embedding(10, 4, device=DEV)
+    out = emb(tg.Tensor([[1, 12]], device=DEV))
+    assert backend.pending_checks() == 1
+    with pytest.raises(IndexError, match=r"Embedding\(10, 4\): index 12 is out of range"):
+        tg.grad(out.sum(), emb.weight)
+    assert backend.pending_checks() == 0
+    (g,) = tg.grad(emb(tg.Tensor([0, 9, 9], device=DEV)).sum(), emb.weight)  # a valid lookup passes
+    np.testing.assert_array_equal(g.numpy()[[0, 9, 1]].sum(1), [4.0, 8.0, 0.0])
+
+
 def test_getitem_index_out_of_range_is_reported_at_the_next_sync():
     x = tg.randn(5, 3, device=DEV, requires_grad=True)
     idx = tg.Tensor([0, 7], device=DEV)

@@ -104,15 +104,34 @@ def test_committed_graph_pictures_are_what_their_scripts_draw():
     figs, tut = load("make_figures"), load("tutorial_figures")
     drawn = {**figs.graphs("cpu"), **figs.decoder_step("cpu"), **tut.graphs("cpu")}
     assert len(drawn) == 10
-    for name, graph in drawn.items():
-        entry = manifest.get(f"{name}.png")
-        assert entry is not None, f"{name}.png was never drawn into docs/images by its script"
+    drawn = {f"{name}.png": graph for name, graph in drawn.items()}
+    bidi = load("deep_bidi_figure").deep_bidi_graph()   # a schematic, drawn as PNG and SVG
+    drawn.update({"deep_bidi_unroll.png": bidi, "deep_bidi_unroll.svg": bidi})
+    for file, graph in drawn.items():
+        entry = manifest.get(file)
+        assert entry is not None, f"{file} was never drawn into docs/images by its script"
         assert sha256(graph.source.encode()) == entry["dot_sha256"], (
-            f"docs/images/{name}.png is stale: {entry['script']} now draws something else; rerun it")
+            f"docs/images/{file} is stale: {entry['script']} now draws something else; rerun it")
     for file, entry in manifest.items():
         # the committed picture is the one the script rendered (not an older or hand-made file)
         assert sha256((IMAGES / file).read_bytes()) == entry["png_sha256"], \
             f"{file} differs from its last render"
+
+
+def test_recorded_gradient_flow_numbers_are_what_make_figures_measures():
+    """docs/visualization.md quotes docs/results/gradient_flow.json (through markers that
+    tests/test_examples.py checks); the record is what make_figures.py measures today."""
+    rec = json.loads((ROOT / "docs" / "results" / "gradient_flow.json").read_text())
+    figs = load("make_figures")
+    figs.graphs("cpu")       # the flow figure draws from the random stream the graphs leave
+    flows, x = figs.flow_models(rec["steps"], rec["hidden"], "cpu")
+    nums = figs.flow_numbers(flows, figs.exploding_flow(x, rec["hidden"], "cpu"))
+    assert nums.keys() == rec["models"].keys()
+    for key, entry in nums.items():
+        assert entry.keys() == rec["models"][key].keys(), key
+        for q, v in entry.items():
+            want = rec["models"][key][q]
+            assert v == want if q == "label" else v == pytest.approx(want, rel=1e-3), (key, q, v, want)
 
 
 @needs_renderer

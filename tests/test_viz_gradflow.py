@@ -217,3 +217,31 @@ def test_flow_on_every_device(device):
     out[-1].sum().backward()
     np.testing.assert_allclose(sg.terms["weight_hh_l0"].sum(0), lstm.weight_hh_l0.grad.numpy(),
                                rtol=1e-4, atol=1e-6)
+
+
+def test_step_terms_per_visit_sum_to_the_gradient_and_leave_the_visit_order():
+    """StepTerms (the observer behind grad_by_step and viz.explore's running sums): one term per
+    edge into the steps, the GRU's W_hh^T -> split carried back to W_hh, summing to .grad."""
+    from tinygrad_rnn.viz.gradflow import StepTerms
+    gru = nn.GRU(3, 4, dtype="float64")
+    out, _ = gru(tg.randn(4, 2, 3, dtype="float64"))
+    loss = (out * out).sum()
+    split = StepTerms([loss])
+    assert {f.name for f in split.ops} >= {"permute", "split"}  # W^T and its chunks
+    with tg.observe_backward(split):
+        loss.backward(retain_graph=True)
+    visits = {id(f): f.visit for f in split.ops}
+    per_edge = split.carried(lambda event, slot, step: (event, slot, step))
+    assert {f.visit for f in split.ops} and visits == {id(f): f.visit for f in split.ops}
+    by_step = split.carried(lambda event, slot, step: step)
+    assert set(by_step) == {None, 0, 1, 2, 3}  # None: the input projection, outside the steps
+    w = gru.weight_hh_l0
+    assert sum(1 for b in per_edge.values() if id(w) in b) == 4  # h_{t-1} W_hh^T: one use per step
+    for p in gru.parameters():
+        total = sum(b[id(p)] for b in per_edge.values() if id(p) in b)
+        np.testing.assert_allclose(total, p.grad.numpy(), atol=1e-12)
+        np.testing.assert_allclose(sum(b[id(p)] for b in by_step.values() if id(p) in b),
+                                   p.grad.numpy(), atol=1e-12)
+    sg = viz.grad_by_step(loss, gru)
+    for t in range(4):
+        np.testing.assert_allclose(sg.terms["weight_hh_l0"][t], by_step[t][id(w)], atol=1e-12)

@@ -146,20 +146,16 @@ def scatter_add(target: Any, index: Any, values: Any) -> None:
 
 
 def erf(x: Any) -> Any:
-    """The error function, elementwise. NumPy has none: SciPy's when installed, else the C library's
-    (math.erf, per element); CuPy: cupyx.scipy.special.erf, else the series below."""
-    if isinstance(x, np.ndarray):
-        try:
-            from scipy.special import erf as sp_erf  # noqa: PLC0415 - optional, only for erf
-        except ImportError:
-            y = np.vectorize(math.erf, otypes=[np.float64])(x)
-            return y.astype(x.dtype) if x.dtype.kind == "f" else y
-        return sp_erf(x)
+    """The error function, elementwise. NumPy has none: SciPy's (cupyx.scipy's on a GPU) when it
+    imports, else erf_series, on either backend."""
     try:
-        from cupyx.scipy.special import erf as cp_erf  # noqa: PLC0415 - only reached with CuPy arrays
+        if isinstance(x, np.ndarray):
+            from scipy.special import erf as f  # noqa: PLC0415 - optional, only for erf
+        else:
+            from cupyx.scipy.special import erf as f  # noqa: PLC0415 - only reached with CuPy arrays
     except ImportError:
         return erf_series(x)
-    return cp_erf(x)
+    return f(x)
 
 
 def erf_series(x: Any) -> Any:
@@ -228,6 +224,8 @@ def set_rng_state(state: dict) -> None:
 MAX_PENDING = 256
 
 
+# threading.local, not a ContextVar like the engine's state: this is a queue that whichever sync
+# comes next on the thread drains (any context may settle it), not a setting entered and restored.
 class _Pending(threading.local):
     def __init__(self) -> None:
         self.checks: list = []  # [(bad: 0-d bool device array, make_error: () -> Exception)]
@@ -243,6 +241,20 @@ def check_later(bad: Any, make_error: Callable[[], Exception]) -> None:
     checks.append((bad, make_error))
     if len(checks) >= MAX_PENDING:
         sync_flags()
+
+
+def check_range(i: Any, lo: int, hi: int, make_error: Callable[[bool], Exception]) -> Any:
+    """Check that the integer (index) array `i` lies in lo..hi, the one bounds check for indices.
+    On the CPU at once: raises make_error(False). On a GPU without a sync: deferred (check_later;
+    make_error(True) is raised at the next sync point) and `i` comes back clamped meanwhile, so that
+    an invalid index reads a wrong row, never wraps or faults. make_error may sync: it only runs
+    when the check failed."""
+    if is_cpu_array(i):
+        if i.size and (int(i.min()) < lo or int(i.max()) > hi):
+            raise make_error(False)
+        return i
+    check_later(((i < lo) | (i > hi)).any(), lambda: make_error(True))
+    return array_module(i).clip(i, lo, hi)
 
 
 def sync_flags(*flags: Any) -> list:

@@ -90,6 +90,22 @@ def _promote(a: Any, b: Any, true_div: bool = False) -> tuple:
     return a, b
 
 
+def _float_input(x: Any) -> Any:
+    """The input of a float-valued op (exp, sin, erf, softplus...): integer and bool arrays become
+    the default float dtype, float32, as in PyTorch (NumPy would compute them in float64)."""
+    return x if x.dtype.kind == "f" else x.astype(float32)
+
+
+def _promote_all(xs: Sequence) -> Sequence:
+    """_promote's rule for n arrays (cat, stack): integer and bool arrays meeting float arrays take
+    the floats' dtype (NumPy makes int64 with float32 float64); otherwise NumPy's rule is PyTorch's."""
+    floats = [x.dtype for x in xs if x.dtype.kind == "f"]
+    if not floats or len(floats) == len(xs):
+        return xs
+    dt = backend.np.result_type(*floats)
+    return [x if x.dtype == dt else x.astype(dt) for x in xs]
+
+
 def _shape_arg(shape: tuple) -> tuple:
     """f(2, 3) and f((2, 3)) both mean shape (2, 3), as in PyTorch."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
@@ -280,8 +296,7 @@ class Exp(Function):
     save_output = True
 
     def forward(self, x):
-        if x.dtype.kind != "f":  # integers give the default float dtype, as in PyTorch
-            x = x.astype(float32)
+        x = _float_input(x)
         return self.xp.exp(x)
 
     def backward(self, gy):
@@ -294,8 +309,7 @@ class Log(Function):
     save_inputs = (0,)
 
     def forward(self, x):
-        if x.dtype.kind != "f":  # integers give the default float dtype, as in PyTorch
-            x = x.astype(float32)
+        x = _float_input(x)
         return self.xp.log(x)
 
     def backward(self, gy):
@@ -308,8 +322,7 @@ class Sqrt(Function):
     save_output = True
 
     def forward(self, x):
-        if x.dtype.kind != "f":  # integers give the default float dtype, as in PyTorch
-            x = x.astype(float32)
+        x = _float_input(x)
         return self.xp.sqrt(x)
 
     def backward(self, gy):
@@ -333,8 +346,7 @@ class Tanh(Function):
     save_output = True
 
     def forward(self, x):
-        if x.dtype.kind != "f":  # integers give the default float dtype, as in PyTorch
-            x = x.astype(float32)
+        x = _float_input(x)
         return self.xp.tanh(x)
 
     def backward(self, gy):
@@ -352,8 +364,7 @@ class Sigmoid(Function):
     save_output = True
 
     def forward(self, x):
-        if x.dtype.kind != "f":
-            x = x.astype(float32)
+        x = _float_input(x)
         half = _scalar(0.5, x)
         y = self.xp.tanh(x * half)
         y *= half
@@ -598,29 +609,19 @@ def _prepare_index(index: Any, x: Tensor) -> tuple:
     return tuple(out)
 
 
-def _index_error(bad: int, dim: int, shape: tuple, later: bool = False) -> IndexError:
+def _index_error(i: Any, dim: int, shape: tuple, later: bool = False) -> IndexError:
+    """`i` (an int or an index array) holds an index out of range for dimension `dim` (may sync)."""
     n = shape[dim]
+    lo, hi = (int(i.min()), int(i.max())) if backend.is_array(i) else (i, i)
     when = (" (found at the next sync point, not when indexing: GPU index arrays are checked on "
             "the device, without a host round trip per index)") if later else ""
-    return IndexError(f"getitem: index {bad} is out of range for dimension {dim} of size {n} "
-                      f"(tensor shape {fmt_shape(shape)}); valid indices are {-n}..{n - 1}{when}")
-
-
-def _check_later(i: Any, dim: int, shape: tuple) -> Any:
-    """A GPU index array: its range is checked on the device (backend.check_later, no sync) and it
-    is clamped meanwhile, so that an invalid index reads a wrong row, never wraps or faults."""
-    n = shape[dim]
-
-    def error() -> IndexError:  # runs only when the check failed (it may sync)
-        lo, hi = int(i.min()), int(i.max())
-        return _index_error(hi if hi >= n else lo, dim, shape, later=True)
-    backend.check_later(((i < -n) | (i >= n)).any(), error)
-    return backend.array_module(i).clip(i, -n, n - 1)
+    return IndexError(f"getitem: index {hi if hi >= n else lo} is out of range for dimension {dim} of "
+                      f"size {n} (tensor shape {fmt_shape(shape)}); valid indices are {-n}..{n - 1}{when}")
 
 
 def _check_index_range(index: tuple, shape: tuple) -> tuple:
     """CuPy wraps out-of-range integer-array indices silently: check on both backends (on the GPU
-    without a sync, see _check_later). Returns the index, GPU index arrays clamped."""
+    without a sync, see backend.check_range). Returns the index, GPU index arrays clamped."""
     out = list(index)
     dim = 0
     n_specified = _b.sum(1 for i in index if i is not None and i is not Ellipsis and not (
@@ -642,18 +643,12 @@ def _check_index_range(index: tuple, shape: tuple) -> tuple:
             dim += i.ndim
             continue
         n = shape[dim]
-        if isinstance(i, int) or backend.is_array(i):
-            xp = backend.array_module(i) if backend.is_array(i) else backend.np
-            if backend.is_array(i) and i.size == 0:
-                dim += 1
-                continue
-            if backend.is_array(i) and not backend.is_cpu_array(i):
-                out[k] = _check_later(i, dim, shape)
-                dim += 1
-                continue
-            lo, hi = (int(xp.min(i)), int(xp.max(i))) if backend.is_array(i) else (i, i)
-            if lo < -n or hi >= n:
-                raise _index_error(hi if hi >= n else lo, dim, shape)
+        if backend.is_array(i):
+            if i.size:
+                out[k] = backend.check_range(i, -n, n - 1, lambda later, i=i, dim=dim:
+                                             _index_error(i, dim, shape, later))
+        elif isinstance(i, int) and not -n <= i < n:
+            raise _index_error(i, dim, shape)
         dim += 1
     return tuple(out)
 
@@ -699,6 +694,8 @@ class IndexAdd(Function):
 
 @register("cat")
 class Cat(Function):
+    broadcasts = True  # inputs of mixed dtypes are promoted: the engine casts each gradient back
+
     def __init__(self, dim: int) -> None:
         self.dim = dim
 
@@ -714,7 +711,7 @@ class Cat(Function):
 
     def forward(self, *xs):
         self.sizes = [x.shape[self.dim] for x in xs]
-        return self.xp.concatenate(xs, axis=self.dim)
+        return self.xp.concatenate(_promote_all(xs), axis=self.dim)
 
     def backward(self, gy):
         return self.call(Split(self.sizes, self.dim), gy)
@@ -722,6 +719,8 @@ class Cat(Function):
 
 @register("stack")
 class Stack(Function):
+    broadcasts = True  # inputs of mixed dtypes are promoted: the engine casts each gradient back
+
     def __init__(self, dim: int) -> None:
         self.dim = dim
 
@@ -732,7 +731,7 @@ class Stack(Function):
                                  f"{fmt_shape(xs[0].shape)}; stack needs equal shapes")
 
     def forward(self, *xs):
-        return self.xp.stack(xs, axis=self.dim)
+        return self.xp.stack(_promote_all(xs), axis=self.dim)
 
     def backward(self, gy):
         return self.call(Unbind(self.dim), gy)
@@ -813,6 +812,8 @@ class Matmul(Function):
                              f"{'first' if b.ndim == 1 else 'second-to-last'} dim of the second ({k_b})")
 
     def forward(self, a, b):
+        if a.dtype is not b.dtype:
+            a, b = _promote(a, b)
         return a @ b
 
     def backward(self, gy):
@@ -850,10 +851,14 @@ class Addmm(Matmul):
         Matmul.check(self, a, b)
 
     def forward(self, c, a, b):
+        if a.dtype is not b.dtype:
+            a, b = _promote(a, b)
         y = a @ b
         if c.shape == y.shape and c.dtype == y.dtype:
             y += c
             return y
+        if c.dtype is not y.dtype:
+            c, y = _promote(c, y)
         return c + y
 
     def backward(self, gy):
@@ -875,7 +880,7 @@ class Sin(Function):
     save_inputs = (0,)
 
     def forward(self, x):
-        return self.xp.sin(x)
+        return self.xp.sin(_float_input(x))
 
     def backward(self, gy):
         return gy * self.call(Cos(), self.saved_values()[0])
@@ -887,7 +892,7 @@ class Cos(Function):
     save_inputs = (0,)
 
     def forward(self, x):
-        return self.xp.cos(x)
+        return self.xp.cos(_float_input(x))
 
     def backward(self, gy):
         return -(gy * self.call(Sin(), self.saved_values()[0]))
@@ -936,6 +941,7 @@ class Softplus(Function):
 
     def forward(self, x):
         xp = self.xp
+        x = _float_input(x)
         bx = x * self.beta if self.beta != 1 else x
         y = xp.exp(-xp.abs(bx))
         y = xp.log1p(y, out=y)
@@ -960,7 +966,8 @@ class LeakyRelu(Function):
         self.slope = slope
 
     def forward(self, x):
-        w = (x > 0).astype(x.dtype if x.dtype.kind == "f" else "float64")
+        x = _float_input(x)
+        w = (x > 0).astype(x.dtype)
         w *= 1.0 - self.slope
         w += self.slope          # the slope of each element: 1 or negative_slope
         self.keep = w
@@ -978,7 +985,7 @@ class Expm1(Function):
     save_inputs = (0,)
 
     def forward(self, x):
-        return self.xp.expm1(x)
+        return self.xp.expm1(_float_input(x))
 
     def backward(self, gy):  # exp(x), not y + 1: that would be 0 in the tail, -1 + 1
         return gy * self.call(Exp(), self.saved_values()[0])
@@ -991,7 +998,7 @@ class Erf(Function):
     save_inputs = (0,)
 
     def forward(self, x):
-        return backend.erf(x)
+        return backend.erf(_float_input(x))
 
     def backward(self, gy):
         (x,) = self.saved_values()
@@ -1040,7 +1047,7 @@ def elu(x, alpha=1.0):
     """x where x > 0, else alpha * expm1(x). Composed; expm1 only sees min(x, 0), so large
     positive x can neither overflow nor turn the masked gradient into 0 * inf = NaN."""
     x = _t(x, "elu")
-    neg = Expm1()(Clamp(None, 0.0)(x))
+    neg = Expm1()(clamp(x, max=0.0))  # clamp: an integer x becomes float32 first
     return Where((x.data > 0))(x, neg * alpha if alpha != 1 else neg)
 
 
@@ -1098,10 +1105,13 @@ def _triangle(x, diagonal: int, upper: bool, op: str) -> Tensor:
         raise ShapeError(f"{op}: needs a matrix or a batch of matrices (at least 2 dims), got shape "
                          f"{fmt_shape(x.shape)}")
     n, m = x.shape[-2:]
-    keep = backend.np.tri(n, m, diagonal - 1 if upper else diagonal, dtype=x.dtype)
+    xp = backend.array_module(x.data)
+    keep = xp.tri(n, m, diagonal - 1 if upper else diagonal, dtype=bool)
     if upper:
-        keep = 1 - keep
-    return x * _const(backend.to_device(keep, x.device))  # composed: one mul by a constant mask
+        keep = ~keep
+    # where, not a multiply by a 0/1 mask: -inf * 0 would be NaN (triu(full(-inf), 1) is the causal
+    # mask), and bool stays bool. Composed: the gradient is where's.
+    return Where(keep)(x, _const(xp.zeros((), dtype=x.dtype)))
 
 
 def tril(x, diagonal=0):

@@ -5,8 +5,10 @@ for file I/O). Format: a NumPy .npz (zip) archive holding one .npy member per ar
 manifest (member "__manifest__", a uint8 array of UTF-8 bytes) that describes the nested structure
 and refers to the arrays by member name. Loading uses np.load(allow_pickle=False) and json, so a
 checkpoint file can never run code. Writes go to a temporary file in the target's directory
-(`.<name>.tmp-<pid>`), are fsync'ed, then atomically renamed over the target: a crash leaves the old
-checkpoint intact, and the next save to that path removes the temporary file a killed save left.
+(`.<name>.tmp-<pid>-<thread>-<random>`, unique per save, so threads and processes saving to one
+path at once never share one), are fsync'ed, then atomically renamed over the target: a crash
+leaves the old checkpoint intact, and the next save to that path removes the temporary file a
+killed process left.
 A symlink is written through (its target is replaced, the link stays), as torch.save does.
 """
 from __future__ import annotations
@@ -15,6 +17,8 @@ import errno
 import json
 import os
 import stat
+import tempfile
+import threading
 import zipfile
 from collections import OrderedDict
 from typing import Any, BinaryIO
@@ -105,9 +109,9 @@ def save(obj: Any, path: str | os.PathLike) -> None:
     directory, name = os.path.split(target)
     _check_writable(path, target, directory)
     _remove_stale_temps(directory, name)
-    tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:  # created exclusively, mode 0600; the pid in the name lets a later save tell it is stale
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.tmp-{os.getpid()}-{threading.get_ident()}-",
+                                   dir=directory)
     except PermissionError:
         given = os.path.dirname(path)
         shown = given if given and os.path.abspath(given) == directory else directory
@@ -151,18 +155,17 @@ def _check_writable(path: str, target: str, directory: str) -> None:
 
 
 def _remove_stale_temps(directory: str, name: str) -> None:
-    """Remove `.<name>.tmp-<pid>` files whose process is gone (a save killed mid-write)."""
+    """Remove `.<name>.tmp-<pid>[-...]` files whose process is gone (a save killed mid-write).
+    Never the own pid's: those belong to saves running in other threads of this process."""
     prefix = f".{name}.tmp-"
     try:
         entries = os.listdir(directory)
     except OSError:
         return
     for entry in entries:
-        if not entry.startswith(prefix) or not entry[len(prefix):].isdigit():
-            continue
-        pid = int(entry[len(prefix):])
-        if pid != os.getpid() and _alive(pid):
-            continue  # another process is saving to the same path right now
+        pid = entry[len(prefix):].split("-", 1)[0] if entry.startswith(prefix) else ""
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue  # not ours, or a save running now (in another thread or process)
         try:
             os.unlink(os.path.join(directory, entry))
         except OSError:

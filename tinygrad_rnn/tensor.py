@@ -264,6 +264,16 @@ class Tensor:
                 f"`with tg.no_grad():` (and before the forward, or after backward); to edit a "
                 f"computed value, build a new tensor (where(), cat()) or edit a clone()")
         if isinstance(value, Tensor):
+            if value.requires_grad and autograd.is_grad_enabled():
+                # only the values are copied: the edited tensor gets no creator, so the
+                # gradient that would flow back through it into `value` would silently be 0
+                raise InplaceError(
+                    f"{what}: writing a tensor that requires grad ({value._describe()}) into "
+                    f"{self._describe()}, which does not, while grad mode is on: only the values "
+                    f"are copied, so the gradient through this write would be lost. Build the "
+                    f"result as a new tensor instead (tg.stack, tg.cat, tg.where); if dropping "
+                    f"the gradient is intended, write value.detach() or do it under "
+                    f"`with tg.no_grad():`")
             value = value.data
         if backend.is_array(value) and backend.device_of(value) != self.device:
             value = backend.to_device(value, self.device)  # CuPy refuses host arrays here

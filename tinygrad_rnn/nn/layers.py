@@ -149,20 +149,15 @@ class Embedding(Module):
             return arr
         n = self.num_embeddings
 
-        def error(later: bool = False) -> IndexError:
+        def error(later: bool) -> IndexError:
             lo, hi = int(arr.min()), int(arr.max())
             when = (" (found at the next sync point, not at the lookup: indices on a GPU are checked on "
                     "the device, without a host round trip per lookup; docs/gpu.md)") if later else ""
             return IndexError(f"Embedding({n}, {self.embedding_dim}): index {lo if lo < 0 else hi} is "
                               f"out of range; valid indices are 0..{n - 1} (is num_embeddings the "
                               f"vocabulary size?){when}")
-        if backend.is_cpu_array(arr):
-            if int(arr.min()) < 0 or int(arr.max()) >= n:
-                raise error()
-            return arr
-        # on a GPU: check later, in the next sync, and clamp meanwhile (a wrong row, never a fault)
-        backend.check_later(((arr < 0) | (arr >= n)).any(), lambda: error(later=True))
-        return backend.array_module(arr).clip(arr, 0, n - 1)
+        # on a GPU the check waits for the next sync and the indices are clamped meanwhile
+        return backend.check_range(arr, 0, n - 1, error)
 
     def forward(self, indices: Any) -> Tensor:
         arr = self._indices(indices)

@@ -92,7 +92,7 @@ class _LSTM(_Recurrence):
     def step(self, gi: Tensor, state: State, k: tuple) -> State:
         h, c = state
         i, f, g, o = (a.named(n) for a, n in zip(ops.addmm(gi, h, k[0]).named("a_t").chunk(4, -1),
-                                                ("a_i", "a_f", "a_g", "a_o")))
+                                                ("a_t^i", "a_t^f", "a_t^g", "a_t^o")))
         if self.peephole:
             _, w_ci, w_cf, w_co = k
             i, f = (i + w_ci * c).sigmoid(), (f + w_cf * c).sigmoid()
@@ -144,13 +144,13 @@ class _GRU(_Recurrence):
         if self.reset_after:
             c, i_n = gi
             rz, h_n = ops.addmm(c, h, k[0]).named("a_t").split([2 * k[2], k[2]], -1)
-            r, z = rz.named("a_rz").sigmoid().chunk(2, -1)
-            n = (i_n + r.named("r_t") * h_n.named("W_hn h + b_hn")).tanh()
+            r, z = rz.named("a_t^{rz}").sigmoid().chunk(2, -1)
+            n = (i_n + r.named("r_t") * h_n.named("h_{t-1} W_hn^T + b_hn")).tanh()
         else:
             i_r, i_z, i_n = gi.chunk(3, -1)
             h_r, h_z = (h @ k[0]).chunk(2, -1)
             r, z = (i_r + h_r).sigmoid().named("r_t"), (i_z + h_z).sigmoid()
-            n = ops.addmm(i_n, (r * h).named("r⊙h_{t-1}"), k[1]).tanh()
+            n = ops.addmm(i_n, (r * h).named("r_t⊙h_{t-1}"), k[1]).tanh()
         n, z = n.named("n_t"), z.named("z_t")
         return ((n + z * (h - n)).named("h_t"),)  # = (1 - z) * n + z * h with one op fewer
 

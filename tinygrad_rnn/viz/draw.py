@@ -18,7 +18,7 @@ import graphviz
 from ..backend import to_numpy
 from ..errors import fmt_shape
 from .graph import (Node, Trace, _combine, _saved_arrays, collapse_steps, fmt_bytes, fold_scopes, fold_steps,
-                    saved_bytes, trace)
+                    saved_bytes, step_of, trace)
 from .labels import math_label, output_names
 from .render import GraphDigraph, write
 
@@ -301,7 +301,7 @@ def _edges(g: graphviz.Digraph, tr: Trace, full: Trace, scale: "_Scale | None") 
     # Steps are ranked by the recurrence alone: edges that fan out from shared nodes outside the
     # steps (weights, W^T, the input projection) into every step do not pull the layout.
     in_step = {n.id for n in tr.nodes.values() if n.kind in ("summary", "step")
-               or (n.step is not None and any(t[0] == "step" for t in n.path))}
+               or (n.step is not None and step_of(n.path) is not None)}
     # an edge without gradient beside one that carries it from the same node (y * y: the op
     # sends the whole gradient 2 y g along its first edge)
     carried = {(e.src, e.dst) for e in tr.edges if e.grad is not None}

@@ -10,18 +10,18 @@ What is recorded: the engine's visit order and the gradient sent along every edg
 public hook autograd.observe_backward); the values the graph holds (leaves, arrays saved for
 backward, or everything under `recording()`); for each leaf, its gradient as a running sum of the
 terms that reach it, carried back through ops outside the time steps that only transform it
-(W_hh^T), so the page shows W_hh.grad being summed over t. Layout: Graphviz (system `dot` or
-graphviz-pure, found as viz.render finds them), as SVG embedded in the page; the edges that fan out
-from shared nodes (weights, x_t, the stack of outputs) into every step are drawn by the page, not
-laid out by Graphviz (laying them out costs minutes for a 50-step LSTM).
-Imports: graph, labels and render (this package), the core. The page's JS/CSS live in
-explorer_template.html next to this file.
+(W_hh^T; gradflow.StepTerms, which grad_by_step uses too), so the page shows W_hh.grad being
+summed over t. Layout: Graphviz (system `dot` or graphviz-pure, found as viz.render finds them),
+as SVG embedded in the page; the edges that fan out from shared nodes (weights, x_t, the stack of
+outputs) into every step are drawn by the page, not laid out by Graphviz (laying them out costs
+minutes for a 50-step LSTM). Nodes and clusters are labelled as in viz.draw_graph.
+Imports: graph, labels, draw, gradflow and render (this package), the core. The page's JS/CSS
+live in explorer_template.html next to this file.
 """
 from __future__ import annotations
 
 import html
 import json
-import linecache
 import os
 import sys
 import weakref
@@ -29,18 +29,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from graphviz.quoting import quote
 
 from .. import autograd
 from ..autograd import Function
 from ..backend import to_numpy
 from ..nn.module import Parameter
 from ..tensor import Tensor
-from .graph import Trace, collapse_steps, output_tensor, step_of, trace
+from .draw import _STYLE, _cluster_label, _esc, _node_label
+from .gradflow import StepTerms
+from .graph import Trace, collapse_steps, loop_key, loops_of, norm, step_of, trace
 from .labels import math_label
 from .render import _INSTALL, RenderError, find_renderer, run_renderer
 
 _TEMPLATE = Path(__file__).with_name("explorer_template.html")
-_PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEAT_MAX = 512          # heat maps for tensors with at most this many elements
 PREVIEW = 4             # leading entries printed for each gradient sum
 MAX_LAYOUT_OPS = 2500   # above this many ops the page shows the first/last steps only
@@ -78,14 +80,7 @@ def _profile(frame: Any, event: str, arg: Any) -> None:
     if getattr(fn, "index", None) is None:  # no graph recorded (no_grad, constants)
         return
     outs = arg if isinstance(arg, tuple) else (arg,)
-    f = frame.f_back
-    while f is not None and os.path.abspath(f.f_code.co_filename).startswith(_PKG):
-        f = f.f_back
-    line = "<unknown>"
-    if f is not None:
-        src = linecache.getline(f.f_code.co_filename, f.f_lineno).strip()
-        line = f"{f.f_code.co_filename}:{f.f_lineno}" + (f"  {src}" if src else "")
-    _FORWARD[fn] = (line, tuple(o.data for o in outs))
+    _FORWARD[fn] = (autograd._user_frame(frame), tuple(o.data for o in outs))
 
 
 # ---------------------------------------------------------------------------------- numbers
@@ -101,7 +96,7 @@ def _stats(a: np.ndarray) -> dict:
     if a.size == 0:
         return {"n": 0}
     fin = a[np.isfinite(a)]
-    out = {"n": int(a.size), "norm": _fmt(float(np.sqrt((fin * fin).sum()))) if fin.size else "nan"}
+    out = {"n": int(a.size), "norm": _fmt(norm(fin)) if fin.size else "nan"}
     if fin.size:
         out.update(min=_fmt(float(fin.min())), max=_fmt(float(fin.max())),
                    mean=_fmt(float(fin.mean())), std=_fmt(float(fin.std())))
@@ -133,13 +128,9 @@ def _preview(a: np.ndarray) -> list:
     return [_fmt(float(v)) for v in a.reshape(-1)[:PREVIEW]]
 
 
-def _norm(a: np.ndarray) -> float:
-    return float(np.sqrt((a * a).sum()))
-
-
 # ------------------------------------------------------------------------------ the recording
 class _Backward:
-    """What one backward sweep did, from observe_backward: per visited Function, in visit order,
+    """What backward did, from observe_backward: per visited Function, in visit order,
     the gradient of each output and the gradient sent along each edge (host float64 copies)."""
 
     def __init__(self) -> None:
@@ -150,25 +141,26 @@ class _Backward:
                             tuple(None if g is None else _host(g).copy() for g in gxs)))
 
 
-def _run_backward(roots: list) -> tuple[_Backward, dict]:
-    """Run backward from `roots` inside observe_backward; return the record and each reached
-    leaf's .grad before it (a gradient accumulates into .grad)."""
+def _run_backward(roots: list) -> tuple[_Backward, StepTerms, dict]:
+    """Run root.backward(retain_graph=True) for each root inside observe_backward; return the
+    record, the per-step terms of every leaf's gradient and each reached leaf's .grad before it
+    (a gradient accumulates into .grad)."""
     before = {}
     for fn in autograd.iter_graph(roots):
         for p in fn.next:
             if p is not None and isinstance(p[0], Tensor):
                 g = p[0].grad
                 before[id(p[0])] = None if g is None else _host(g.data).copy()
-    rec = _Backward()
-    grads = [autograd._root_grad(r, None, "viz.explore") for r in roots]
+    rec, terms = _Backward(), StepTerms(roots)
     try:
-        with autograd.observe_backward(rec):
-            autograd.run_backward(roots, grads, True, False)
+        with autograd.observe_backward(rec), autograd.observe_backward(terms):
+            for r in roots:
+                r.backward(retain_graph=True)
     except autograd.GraphFreedError as e:
         raise autograd.GraphFreedError(
             f"viz.explore runs the backward itself, to record it: call viz.explore(loss, ...) "
             f"instead of loss.backward(), on a graph that backward has not freed yet. ({e})") from None
-    return rec, before
+    return rec, terms, before
 
 
 def _value_of(fn: Function, consumers: dict) -> tuple | None:
@@ -246,8 +238,8 @@ class Explorer:
 def explore(*roots: Any, model: Any = None, names: Any = None, title: str | None = None,
             expanded: int = 3, renderer: str = "auto", max_ops: int = MAX_LAYOUT_OPS) -> Explorer:
     """Record the graph of `roots` (e.g. the loss) and one backward through it, for the explorer
-    page. Runs `backward` itself (accumulating into `.grad` as loss.backward() would, keeping
-    the graph: retain_graph=True), so call it instead of loss.backward().
+    page. Runs `root.backward(retain_graph=True)` itself for each root (accumulating into `.grad`
+    as loss.backward() would, keeping the graph), so call it instead of loss.backward().
 
     model / names: name the parameters and tensors, as in viz.draw_graph.
     expanded: long unrolls open with the first and last `expanded` steps expanded (the others can
@@ -261,13 +253,13 @@ def explore(*roots: Any, model: Any = None, names: Any = None, title: str | None
     if find_renderer(renderer) is None:
         raise RenderError(f"viz.explore: the explorer page lays out the graph with Graphviz, and "
                           f"no Graphviz renderer was found. To use it, {_INSTALL}")
-    rec, before = _run_backward(rts)
+    rec, terms, before = _run_backward(rts)
     tr = trace(*rts, model=model, names=names, cluster="time")
-    data, dot = _page_data(tr, rec, before, title, expanded, max_ops)
+    data, dot = _page_data(tr, rec, terms, before, title, expanded, max_ops)
     return Explorer(data, dot, renderer)
 
 
-def _page_data(tr: Trace, rec: _Backward, before: dict, title: str | None,
+def _page_data(tr: Trace, rec: _Backward, terms: StepTerms, before: dict, title: str | None,
                expanded: int, max_ops: int) -> tuple[dict, str]:
     fns = [n.fn for n in tr.nodes.values() if n.kind == "op"]
     fid = {id(n.fn): n.id for n in tr.nodes.values() if n.kind == "op"}
@@ -292,7 +284,7 @@ def _page_data(tr: Trace, rec: _Backward, before: dict, title: str | None,
                    "step": n.step, "shapes": [[list(s), str(dt)] for s, dt in n.shapes]}
         if n.fn is not None:
             fn = n.fn
-            d.update(op=fn.name, visit=fn.visit if id(fn) in events else -1,
+            d.update(op=fn.name, visit=events[id(fn)][0] if id(fn) in events else -1,
                      layer=step_of(fn.tags, "layer"), direction=step_of(fn.tags, "direction"),
                      module=step_of(fn.tags, "module"),
                      line=_FORWARD[fn][0] if fn in _FORWARD else None)
@@ -313,8 +305,8 @@ def _page_data(tr: Trace, rec: _Backward, before: dict, title: str | None,
                 d["grad"] = [None if g is None else _describe(g)]
         nodes.append(d)
 
-    # ---- leaves: per-term running sums, carried back through the ops that only transform them
-    region = _transform_region(tr, fns, consumers)
+    # ---- leaves: what .grad receives along each edge, and the per-step terms (StepTerms:
+    # what reaches a leaf directly or through the ops outside the steps that only transform it)
     leaves: dict = {}
     for n in tr.nodes.values():
         if n.kind in ("param", "leaf") and n.tensor.requires_grad:
@@ -324,42 +316,33 @@ def _page_data(tr: Trace, rec: _Backward, before: dict, title: str | None,
                             "arrivals": [], "before": g0 is not None}
 
     visits = []
-    order = {id(fn): fn.visit for fn in fns}  # _carry's tg.grad renumbers the transforms' visits
     for k, (fn, gys, gxs) in enumerate(rec.events):
         nid = fid.get(id(fn))
         v: dict = {"node": nid, "edges": []}
-        step = step_of(fn.tags, "step")
         for slot, (p, g) in enumerate(zip(fn.next, gxs)):
             if p is None or g is None:
                 continue
             ek = edge_at.get((nid, slot))
             if ek is not None:
-                v["edges"].append([ek, _fmt(_norm(g))])
-            src = p[0]
-            if isinstance(src, Tensor) and lid.get(id(src)) in leaves:  # what .grad receives
-                L = leaves[lid[id(src)]]
+                v["edges"].append([ek, _fmt(norm(g))])
+            L = leaves.get(lid.get(id(p[0])))
+            if L is not None:
                 L["direct"] = g.copy() if L["direct"] is None else L["direct"] + g
-                L["arrivals"].append([k, _fmt(_norm(g)), _fmt(_norm(L["direct"])), _preview(L["direct"])])
-            # the per-step terms: what reaches a leaf directly or through its transforms
-            if id(fn) in region:
-                continue  # a transform passing its summed gradient on: its terms are counted
-            term = g
-            if id(src) in region:
-                term = _carry(region[id(src)], src, p[1], g)
-                src = region[id(src)]
-            if isinstance(src, Tensor) and lid.get(id(src)) in leaves:
-                L = leaves[lid[id(src)]]
-                L["sum"] = term.copy() if L["sum"] is None else L["sum"] + term
-                L["terms"].append([k, step, _fmt(_norm(term)), _fmt(_norm(L["sum"])), _preview(L["sum"])])
+                L["arrivals"].append([k, _fmt(norm(g)), _fmt(norm(L["direct"])), _preview(L["direct"])])
         visits.append(v)
-    for fn in fns:
-        fn.visit = order[id(fn)]
+    for (k, _, step), by_leaf in terms.carried(lambda *key: key).items():
+        for key, term in by_leaf.items():
+            L = leaves.get(lid.get(key))
+            if L is not None:
+                term = _host(term)
+                L["sum"] = term.copy() if L["sum"] is None else L["sum"] + term
+                L["terms"].append([k, step, _fmt(norm(term)), _fmt(norm(L["sum"])), _preview(L["sum"])])
     leaf_out = {}
     for nid, L in leaves.items():
         fin = L["direct"]
         leaf_out[nid] = {"name": L["name"], "terms": L["terms"], "arrivals": L["arrivals"],
                          "before": L["before"],
-                         "final": None if fin is None else {"norm": _fmt(_norm(fin)), "preview": _preview(fin)}}
+                         "final": None if fin is None else {"norm": _fmt(norm(fin)), "preview": _preview(fin)}}
 
     # ---- gradient flow: ||dL/dh_t||, ||dL/dc_t|| per step, from the recorded output gradients
     flow = _flow(tr, events)
@@ -374,7 +357,7 @@ def _page_data(tr: Trace, rec: _Backward, before: dict, title: str | None,
         summary_of = {n.path: n.id for n in shown.nodes.values() if n.kind == "summary"}
         for nid, n in tr.nodes.items():
             if nid not in shown.nodes:
-                hidden_map[nid] = summary_of.get(tuple(t for t in n.path if t[0] != "step"))
+                hidden_map[nid] = summary_of.get(loop_key(n.path))
         note = (f"This graph has {n_ops} ops, too many to lay out whole: the page shows the first "
                 f"and last {expanded} time steps; the hidden steps are summarised in one node "
                 f"(pass max_ops= to viz.explore to lay out more).")
@@ -399,75 +382,42 @@ def _page_data(tr: Trace, rec: _Backward, before: dict, title: str | None,
     return data, dot
 
 
-def _transform_region(tr: Trace, fns: list, consumers: dict) -> dict:
-    """Ops outside the time steps fed by a single leaf only (W^T, a split of W...), mapped to that
-    leaf: their output is "the leaf, transformed", so a term reaching them is a term of its grad."""
-    region: dict = {}
-    leaves = {id(n.tensor): n.tensor for n in tr.nodes.values() if n.kind in ("param", "leaf")}
-    frontier = list(leaves)
-    while frontier:
-        key = frontier.pop()
-        for fn in consumers.get(key, []):
-            if id(fn) in region or step_of(fn.tags) is not None:
-                continue
-            ins = {id(q[0]): q[0] for q in fn.next if q is not None}
-            if len(ins) == 1:
-                src = next(iter(ins.values()))
-                leaf = leaves[id(src)] if id(src) in leaves else region.get(id(src))
-                if leaf is not None:
-                    region[id(fn)] = leaf
-                    frontier.append(id(fn))
-    return region
-
-
-def _carry(leaf: Tensor, fn: Function, idx: int, g: np.ndarray) -> np.ndarray:
-    """The term g of output idx of the transform fn, carried back to its leaf with tg.grad (the
-    transform is linear in g; explore keeps the graph, so it can run again)."""
-    out = output_tensor(fn, idx)
-    (gx,) = autograd.grad([out], [leaf], grad_outputs=[Tensor(g.astype(out.dtype), device=out.device)],
-                          retain_graph=True)
-    return _host(gx)
-
-
 def _flow(tr: Trace, events: dict) -> dict:
-    """||dL/dh_t|| and ||dL/dc_t|| per step of every time loop, from the gradient each state op's
-    output had when backward visited it (the sum over all its uses). A state op is one named h_t /
-    c_t (Tensor.named, as the built-in cells do), else, by position in the step, one whose output the next step reads: h
-    where the next step multiplies it by a weight matrix, c otherwise."""
-    loops: dict = {}
+    """||dL/dh_t|| and ||dL/dc_t|| per step of every time loop (graph.loops_of), from the gradient
+    each state op's output had when backward visited it (the sum over all its uses). gradient_flow
+    knows its states because it runs the model one step at a time; here only the graph is known.
+    A state op is one named h_t / c_t (Tensor.named, as the built-in cells do), else, by position
+    in the step, one whose output the next step reads: h where the next step multiplies it by a
+    weight matrix, c otherwise."""
+    node_of = {id(n.fn): n for n in tr.nodes.values() if n.kind == "op"}
     consumers: dict = {}
-    for n in tr.nodes.values():
-        if n.kind != "op":
-            continue
+    for n in node_of.values():
         for p in n.fn.next:
             if p is not None and isinstance(p[0], Function):
                 consumers.setdefault(id(p[0]), []).append(n.fn)
-        if n.step is not None:
-            outer = tuple(t for t in n.fn.tags if t[0] != "step")
-            loops.setdefault(outer, {}).setdefault(n.step, []).append(n)
     out: dict = {"h": [], "c": []}
-    for outer, by_step in loops.items():
+    for outer, by_step in loops_of(n.fn for n in node_of.values()).items():
         order = sorted(by_step, key=lambda s: by_step[s][0].index)
         kinds: dict = {}
         for st in order:
-            for pos, n in enumerate(by_step[st]):
-                name = n.names[0] if n.names else None
-                if name in ("h_t", "c_t"):
-                    kinds[pos] = name[0]
+            for pos, fn in enumerate(by_step[st]):
+                names = node_of[id(fn)].names
+                if names and names[0] in ("h_t", "c_t"):
+                    kinds[pos] = names[0][0]
         if not kinds and len(order) >= 2:
-            nxt = {id(n.fn) for n in by_step[order[1]]}
-            for pos, n in enumerate(by_step[order[0]]):
-                later = [c for c in consumers.get(id(n.fn), []) if id(c) in nxt]
-                if later and len(n.fn.out_meta) == 1:
+            nxt = {id(fn) for fn in by_step[order[1]]}
+            for pos, fn in enumerate(by_step[order[0]]):
+                later = [c for c in consumers.get(id(fn), []) if id(c) in nxt]
+                if later and len(fn.out_meta) == 1:
                     kinds[pos] = "h" if any(c.name in ("matmul", "addmm", "mm") for c in later) else "c"
         if list(kinds.values()).count("h") > 1:
             continue  # not a plain recurrence: no single h_t per step
         for st in order:
-            ns = by_step[st]
+            fns = by_step[st]
             for pos, kind in kinds.items():
-                if pos < len(ns) and id(ns[pos].fn) in events:
-                    g = events[id(ns[pos].fn)][1][0]
-                    out[kind].append({"t": st, "node": ns[pos].id, "norm": 0.0 if g is None else _norm(g),
+                if pos < len(fns) and id(fns[pos]) in events:
+                    g = events[id(fns[pos])][1][0]
+                    out[kind].append({"t": st, "node": node_of[id(fns[pos])].id, "norm": norm(g),
                                       "loop": step_of(outer, "layer"), "dir": step_of(outer, "direction")})
     return out
 
@@ -480,7 +430,7 @@ def _dot(tr: Trace, ids: list, title: str | None) -> tuple[str, set, dict]:
     first_last: dict = {}
     for n in tr.nodes.values():
         if n.step is not None:
-            key = tuple(t for t in n.path if t[0] != "step")
+            key = loop_key(n.path)
             lo, hi = first_last.get(key, (n.step, n.step))
             first_last[key] = (min(lo, n.step), max(hi, n.step))
     ends = {s for lo_hi in first_last.values() for s in lo_hi}
@@ -490,25 +440,14 @@ def _dot(tr: Trace, ids: list, title: str | None) -> tuple[str, set, dict]:
              '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=10, '
              'height=0.3, margin="0.08,0.04", fillcolor="#f7f7f7", color="#7f7f7f"];',
              '  edge [arrowsize=0.6, color="#555555"];']
-    fills = {"param": "#ffe08a", "leaf": "#cfe8ff", "output": "#c9f0c9", "cut": "#ffe0e0",
-             "zero_state": "#eeeeee", "summary": "#fafafa"}
     tree: dict = {}
     for n in tr.nodes.values():
         tree.setdefault(n.path, []).append(n)
 
-    def node_line(n: Any) -> str:
-        if n.kind == "summary":
-            h = tr.hidden[n.id]
-            label = f"... {h['steps']} steps hidden (t = {h['first']} .. {h['last']}) ...\\n{h['ops']} ops"
-        else:
-            title, op_line = math_label(n)
-            meta = ", ".join(f"({', '.join(map(str, s))}{',' if len(s) == 1 else ''})" for s, _ in n.shapes[:2])
-            if n.kind in ("cut", "zero_state"):
-                title, op_line, meta = n.title, "", ""
-            label = "\n".join(x for x in (title, op_line, meta) if x)
-        fill = fills.get(n.kind, "#f7f7f7")
-        label = label.replace('"', "'").replace("\n", "\\n")
-        return f'  "{n.id}" [id="n_{n.id}", label="{label}", fillcolor="{fill}"];'
+    def node_line(n: Any) -> str:  # the label and fill of viz.draw_graph's plain drawing
+        label = quote(_esc(_node_label(n, tr, False, False, False, 0, {})))
+        fill = _STYLE.get(n.kind, _STYLE["op"])["fillcolor"]
+        return f'  "{n.id}" [id="n_{n.id}", label={label}, fillcolor="{fill}"];'
 
     # clusters: nested by path; the step clusters get ids c_<k> with data in the page
     paths = sorted({p[:d] for p in tree for d in range(1, len(p) + 1)}, key=lambda p: (len(p), str(p)))
@@ -526,10 +465,10 @@ def _dot(tr: Trace, ids: list, title: str | None) -> tuple[str, set, dict]:
             cid = "c_" + "_".join("".join(c if c.isalnum() else "_" for c in f"{k}{v}") for k, v in ch)
             if kind == "step":
                 clusters[cid] = val
-            label = f"t = {val}" if kind == "step" else (f"layer {val}" if kind == "layer" else str(val))
+            label = quote(_esc(_cluster_label(ch[-1])))
             style = ('style="rounded,filled"; fillcolor="#eef4fb"; color="#7fa7d0"' if kind == "step"
                      else 'style="rounded"; color="#888888"')
-            lines.append(f'{ind}subgraph "cluster_{cid}" {{ id="{cid}"; label="{label}"; {style}; '
+            lines.append(f'{ind}subgraph "cluster_{cid}" {{ id="{cid}"; label={label}; {style}; '
                          f'labeljust="l"; fontsize=12;')
             emit(ch, depth + 1)
             lines.append(ind + "}")
@@ -548,6 +487,6 @@ def _dot(tr: Trace, ids: list, title: str | None) -> tuple[str, set, dict]:
             attrs.append('style=dashed, color="#cc0000", arrowhead=tee')
         lines.append(f'  "{e.src}" -> "{e.dst}" [{", ".join(a for a in attrs if a)}];')
     if title:
-        lines.append(f'  label="{title}"; labelloc="t"; fontsize=14;')
+        lines.append(f'  label={quote(_esc(title))}; labelloc="t"; fontsize=14;')
     lines.append("}")
     return "\n".join(lines), fan, clusters

@@ -36,7 +36,7 @@ class StepGrads:
 
     @property
     def norms(self) -> dict:
-        return {k: np.sqrt((v.reshape(len(self.steps), -1) ** 2).sum(1)) for k, v in self.terms.items()}
+        return {k: np.array([norm(row) for row in v]) for k, v in self.terms.items()}
 
 
 def _param_list(params: Any) -> list:
@@ -55,82 +55,117 @@ def _param_list(params: Any) -> list:
     return out
 
 
+class StepTerms:
+    """An observe_backward callback that keeps apart the gradient terms reaching `leaves`.
+
+    A weight used at every step receives one gradient contribution per use; the engine sums them.
+    This observer keeps each contribution: the gradient sent along every edge from a leaf, or from
+    an op outside the steps that only transforms one leaf (W_hh^T, a split of W: the "region"),
+    into the rest of the graph, with the backward visit (`event`, counting this observer's calls),
+    the input slot and the step tag (`kind`) of the op that sent it. `carried()` takes the terms on
+    a transform's output back to its leaf with tg.grad: the transform's backward is linear in the
+    gradient, so the terms still sum exactly to the leaf's gradient. `leaves`: default, every leaf
+    of the graph of `roots`. grad_by_step and viz.explore read their per-step terms from it."""
+
+    def __init__(self, roots: list, leaves: list | None = None, kind: str = "step") -> None:
+        fns = autograd.iter_graph(roots)
+        consumers: dict = {}
+        for fn in fns:
+            for slot, p in enumerate(fn.next):
+                if p is not None:
+                    consumers.setdefault(id(p[0]), []).append((fn, slot))
+        if leaves is None:
+            leaves = list({id(p[0]): p[0] for fn in fns for p in fn.next
+                           if p is not None and isinstance(p[0], Tensor)}.values())
+        # the region: ops outside the steps fed by one leaf (or region op) only, mapped to the leaf
+        self.region: dict = {}   # id(op) -> its leaf
+        self.ops: list = []      # the region's ops
+        by_id = {id(t): t for t in leaves}
+        frontier = list(by_id)
+        while frontier:
+            key = frontier.pop()
+            for fn, _ in consumers.get(key, []):
+                if id(fn) in self.region or step_of(fn.tags, kind) is not None:
+                    continue
+                ins = {id(q[0]) for q in fn.next if q is not None}
+                if len(ins) == 1:
+                    self.region[id(fn)] = by_id[key] if key in by_id else self.region[key]
+                    self.ops.append(fn)
+                    frontier.append(id(fn))
+        self.taps: dict = {}     # id(consumer) -> [(slot, step)]: the edges whose terms are kept
+        for key in list(by_id) + list(self.region):
+            for fn, slot in consumers.get(key, []):
+                if id(fn) not in self.region:
+                    self.taps.setdefault(id(fn), []).append((slot, step_of(fn.tags, kind)))
+        self.raw: list = []      # (event, slot, step, source (leaf or region op), out_index, grad)
+        self.events = 0
+
+    def __call__(self, fn: Function, grads_out: tuple, grads_in: tuple) -> None:
+        for slot, step in self.taps.get(id(fn), ()):
+            g = grads_in[slot]
+            if g is not None:
+                src, idx = fn.next[slot]
+                self.raw.append((self.events, slot, step, src, idx, g.copy()))  # the engine reuses g
+        self.events += 1
+
+    def carried(self, key: Callable[[int, int, Any], Any]) -> dict:
+        """The terms summed by key(event, slot, step) and by leaf: {key: {id(leaf): array}}, keys
+        in the order of their first term. The terms of one key on the region's outputs are carried
+        back in one tg.grad (the graph must still be there: backward with retain_graph=True)."""
+        out: dict = {}
+        through: dict = {}       # key -> {(id(op), out_index): [op, out_index, grad]}
+        for event, slot, step, src, idx, g in self.raw:
+            k = key(event, slot, step)
+            b = out.setdefault(k, {})
+            if isinstance(src, Tensor):
+                b[id(src)] = g if id(src) not in b else b[id(src)] + g
+            else:
+                t = through.setdefault(k, {}).setdefault((id(src), idx), [src, idx, None])
+                t[2] = g if t[2] is None else t[2] + g
+        visits = [(f, f.visit) for f in self.ops]  # tg.grad renumbers them; drawings read them
+        for k, outs in through.items():
+            items = list(outs.values())
+            leaves = list({id(self.region[id(f)]): self.region[id(f)] for f, _, _ in items}.values())
+            gs = autograd.grad([output_tensor(f, i) for f, i, _ in items], leaves,
+                               grad_outputs=[Tensor(g) for _, _, g in items], retain_graph=True,
+                               allow_unused=True)
+            for leaf, g in zip(leaves, gs):
+                if g is not None:
+                    b = out[k]
+                    b[id(leaf)] = g.data if id(leaf) not in b else b[id(leaf)] + g.data
+        for f, v in visits:
+            f.visit = v
+        return out
+
+
 def grad_by_step(loss: Tensor, params: Any, kind: str = "step") -> StepGrads:
     """Split the gradient of `loss` w.r.t. shared parameters into one term per time step.
 
     A weight used at every step receives one gradient contribution per use; the engine sums them.
     Here each contribution is kept apart, keyed by the step tag (`kind`, default the ("step", t)
     tags of the RNN layers and viz.time_step) of the op that used the weight: one backward runs
-    inside `tg.observe_backward`, which reports the gradient each op sends along each input edge.
-    Where the weight is first transformed outside the steps (the layers compute W_hh.T once), each
-    step's term is carried back through that transformation with `tg.grad(..., grad_outputs=term)`:
-    the transformation's backward is linear in the gradient, so the terms still sum exactly to the
-    gradient.
+    inside `tg.observe_backward` (a StepTerms observer), which reports the gradient each op sends
+    along each input edge. Where the weight is first transformed outside the steps (the layers
+    compute W_hh.T once), each step's term is carried back through that transformation with
+    `tg.grad(..., grad_outputs=term)`: the transformation's backward is linear in the gradient,
+    so the terms still sum exactly to the gradient.
 
     Runs backward with retain_graph=True and does not touch `.grad`; call it instead of, or
     before, loss.backward(). Returns a StepGrads (NumPy arrays on the host).
     """
     named = _param_list(params)
-    fns = autograd.iter_graph([loss])
-    consumers: dict = {}
-    for fn in fns:
-        for slot, p in enumerate(fn.next):
-            if p is not None:
-                consumers.setdefault(id(p[0]), []).append((fn, slot, p[1]))
-    # region R: ops outside the steps fed only by one parameter (or by R): their outputs are
-    # "the parameter, transformed" (W.T, a split of it...)
-    region: dict = {}
-    sources = {id(p) for _, p in named}
-    frontier = list(sources)
-    while frontier:
-        key = frontier.pop()
-        for fn, _, _ in consumers.get(key, []):
-            if id(fn) in region or step_of(fn.tags, kind) is not None:
-                continue
-            ins = [q for q in fn.next if q is not None]
-            if all(id(q[0]) in sources or id(q[0]) in region for q in ins) and \
-                    len({id(q[0]) for q in ins}) == 1:
-                region[id(fn)] = fn
-                frontier.append(id(fn))
-    # taps: the edges from a parameter or from R into the rest of the graph, by consumer op
-    taps: dict = {}              # id(consumer) -> [(slot, (id(source), out_index), step)]
-    for key in list(sources) + list(region):
-        for fn, slot, idx in consumers.get(key, []):
-            if id(fn) not in region:
-                step = step_of(fn.tags, kind)
-                taps.setdefault(id(fn), []).append((slot, (key, idx), "outside" if step is None else step))
-    buckets: dict = {}           # step (or "outside") -> {(id(source), out_index): array}
-
-    def observe(fn: Function, grads_out: tuple, grads_in: tuple) -> None:
-        for slot, src, step in taps.get(id(fn), ()):
-            g = grads_in[slot]
-            if g is not None:
-                b = buckets.setdefault(step, {})
-                b[src] = g.copy() if src not in b else b[src] + g  # copy: the engine reuses g
-
-    with autograd.observe_backward(observe):
-        totals = autograd.grad([loss], [p for _, p in named], retain_graph=True, allow_unused=True)
-    # carry each step's terms on R's outputs back to the parameters (one small backward each)
-    params = [p for _, p in named]
-    for b in buckets.values():
-        outs = [(k, g) for k, g in b.items() if k[0] in region]
-        if not outs:
-            continue
-        carried = autograd.grad([output_tensor(region[k[0]], k[1]) for k, _ in outs], params,
-                                grad_outputs=[Tensor(g) for _, g in outs], retain_graph=True,
-                                allow_unused=True)
-        for p, g in zip(params, carried):
-            if g is not None:
-                key = (id(p), 0)
-                b[key] = g.data if key not in b else b[key] + g.data
+    ps = [p for _, p in named]
+    split = StepTerms([loss], ps, kind)
+    with autograd.observe_backward(split):
+        totals = autograd.grad([loss], ps, retain_graph=True, allow_unused=True)
+    buckets = split.carried(lambda event, slot, step: "outside" if step is None else step)
     steps = sorted((s for s in buckets if s != "outside"), key=_sort_key)
     out = StepGrads(steps)
     for (name, p), tot in zip(named, totals):
-        key = (id(p), 0)
         z = np.zeros(p.shape, dtype=np.float64)
-        rows = [to_numpy(buckets[s][key]).astype(np.float64) if key in buckets[s] else z for s in steps]
+        rows = [to_numpy(buckets[s][id(p)]).astype(np.float64) if id(p) in buckets[s] else z for s in steps]
         out.terms[name] = np.stack(rows) if rows else np.zeros((0,) + tuple(p.shape))
-        outside = buckets.get("outside", {}).get(key)
+        outside = buckets.get("outside", {}).get(id(p))
         out.outside[name] = z.copy() if outside is None else to_numpy(outside).astype(np.float64)
         out.total[name] = z.copy() if tot is None else to_numpy(tot.data).astype(np.float64)
     return out
@@ -170,7 +205,7 @@ class GradientFlow:
 
     @property
     def weight_term_norms(self) -> dict:
-        return {k: np.sqrt((v.reshape(v.shape[0], -1) ** 2).sum(1)) for k, v in self.weight_terms.items()}
+        return {k: np.array([norm(row) for row in v]) for k, v in self.weight_terms.items()}
 
     def recurrent_weight(self) -> str | None:
         """Name of the (first) hidden-to-hidden weight, e.g. 'weight_hh_l0'."""
@@ -268,8 +303,8 @@ def gradient_flow(model: Any, x: Tensor, loss: str | Callable = "last", hx: Any 
     c_in = [_inner(c) for c in cells]
     flat = [h for hs in h_in for h in hs] + [c for cs in c_in for c in cs]
     gs = list(autograd.grad([L], flat, allow_unused=True))
-    norms = np.array([_norm_many([gs.pop(0) for _ in hs]) for hs in h_in])
-    cnorms = np.array([_norm_many([gs.pop(0) for _ in cs]) for cs in c_in]) if cells else None
+    norms = np.array([norm([gs.pop(0) for _ in hs]) for hs in h_in])
+    cnorms = np.array([norm([gs.pop(0) for _ in cs]) for cs in c_in]) if cells else None
     flow = GradientFlow(label or type(model).__name__, float(L.item()), norms, cnorms, jac)
     for name, _ in named:
         terms = sg.terms[name]
@@ -280,7 +315,7 @@ def gradient_flow(model: Any, x: Tensor, loss: str | Callable = "last", hx: Any 
             terms = full
         flow.weight_terms[name] = terms
         flow.weight_grads[name] = sg.total[name]
-    flow.total_norm = float(np.sqrt(sum((g ** 2).sum() for g in flow.weight_grads.values())))
+    flow.total_norm = norm(list(flow.weight_grads.values()))
     if clip is not None:
         # measure the factor with the library's own clip_grad_norm_ on copies of the gradients
         stand_ins = []
@@ -303,10 +338,6 @@ def _inner(state: Tensor) -> list:
             p is not None and isinstance(p[0], Function) for p in fn.next):
         return [state]
     return [output_tensor(f, i) for f, i in fn.next]
-
-
-def _norm_many(gs: list) -> float:
-    return float(np.sqrt(sum(norm(g) ** 2 for g in gs)))
 
 
 def _jacobian_norms(states: list) -> np.ndarray:

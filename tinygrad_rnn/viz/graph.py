@@ -35,10 +35,31 @@ def step_of(tags: tuple, kind: str = "step") -> Any:
     return value
 
 
+def loop_key(tags: tuple) -> tuple:
+    """The tags outside the innermost ("step", t) tag (all of them when there is none): what
+    identifies one time loop (its layer, direction...) among the loops of a graph."""
+    last = max((i for i, t in enumerate(tags) if t[0] == "step"), default=len(tags))
+    return tuple(tags[:last])
+
+
+def loops_of(fns: Iterable[Function]) -> dict:
+    """The ops inside time steps, by loop (loop_key of their tags) and step: {loop: {step: [fn]}},
+    each list in the order of `fns` (creation order for iter_graph)."""
+    loops: dict = {}
+    for fn in fns:
+        step = step_of(fn.tags)
+        if step is not None:
+            loops.setdefault(loop_key(fn.tags), {}).setdefault(step, []).append(fn)
+    return loops
+
+
 def norm(g: Any) -> float:
-    """Euclidean norm of a gradient (a Tensor or an array; None counts as 0), in float64 on the host."""
+    """Euclidean norm of a gradient (a Tensor or an array; None counts as 0), in float64 on the
+    host; of a list or tuple of them, the norm of all their entries together."""
     if g is None:
         return 0.0
+    if isinstance(g, (list, tuple)):
+        return math.sqrt(sum(norm(x) ** 2 for x in g))
     a = to_numpy(g.data if isinstance(g, Tensor) else g).astype("float64")
     return float(math.sqrt(float((a * a).sum())))
 
@@ -292,15 +313,8 @@ def _find_cuts(tr: Trace, fns: list, fid: dict) -> None:
     op from step s0, step s0's i-th op takes the same input from the previous step's state. If that
     input is recorded as "no gradient" (`None` in `.next`: a detached tensor or a constant), the
     gradient of the unrolled graph stops there: we draw a boundary node feeding those inputs."""
-    groups: dict = {}
-    for fn in fns:
-        step = step_of(fn.tags)
-        if step is None:
-            continue
-        outer = _outer_tags(fn.tags)
-        groups.setdefault(outer, {}).setdefault(step, []).append(fn)
     k = 0
-    for outer, by_step in groups.items():
+    for by_step in loops_of(fns).values():
         order = sorted(by_step, key=lambda s: by_step[s][0].index)
         if len(order) < 2:
             continue
@@ -323,25 +337,10 @@ def _find_cuts(tr: Trace, fns: list, fid: dict) -> None:
                  "cut": "detached state\n(truncated BPTT: the gradient stops here)",
                  "state": "state given without gradient\n(initial state, or detached)"}[kind]
         first = tr.nodes[fid[id(targets[0][0])]]
-        tr.nodes[nid] = Node(nid, kind, title, (), _strip_step(first.path), None,
+        tr.nodes[nid] = Node(nid, kind, title, (), loop_key(first.path), None,
                              targets[0][0].index)
         for fn, slot in targets:
             tr.edges.append(Edge(nid, fid[id(fn)], slot, 0, None, kind="cut"))
-
-
-def _outer_tags(tags: tuple) -> tuple:
-    """The tags outside the innermost step tag: identifies one time loop."""
-    last = max((i for i, t in enumerate(tags) if t[0] == "step"), default=-1)
-    return tags[:last]
-
-
-def _strip_step(path: tuple) -> tuple:
-    out = []
-    for t in path:
-        if t[0] == "step":
-            break
-        out.append(t)
-    return tuple(out)
 
 
 # What a state without gradient held, keyed by the op that reads it: the values are visible only
@@ -434,7 +433,7 @@ def _loops(tr: Trace) -> dict:
     loops: dict = {}
     for n in tr.nodes.values():
         if n.kind == "op" and n.step is not None:
-            lst = loops.setdefault(_strip_step(n.path), [])
+            lst = loops.setdefault(loop_key(n.path), [])
             if n.step not in lst:
                 lst.append(n.step)
     return loops
@@ -452,7 +451,7 @@ def collapse_steps(tr: Trace, k: int) -> Trace:
             continue
         hide = set(steps[k:len(steps) - k])
         members = [n for n in tr.nodes.values() if n.kind == "op" and n.step in hide
-                   and _strip_step(n.path) == key]
+                   and loop_key(n.path) == key]
         g = Node(f"summary{j}", "summary", "", (), key, None, min(n.index for n in members))
         info[g.id] = {"steps": len(hide), "first": steps[k], "last": steps[len(steps) - k - 1]}
         groups.update((n.id, g) for n in members)
@@ -484,7 +483,7 @@ def fold_steps(tr: Trace, show: Any = "last") -> Trace:
             if step in keep:
                 continue
             members = [n for n in tr.nodes.values() if n.kind == "op" and n.step == step
-                       and _strip_step(n.path) == key]
+                       and loop_key(n.path) == key]
             first = min(members, key=lambda n: n.index)
             g = Node(f"step{j}", "step", f"t = {step}", (), key, step, first.index, fn=first.fn)
             j += 1

@@ -47,7 +47,7 @@ def output_names(node: Node) -> list:
 
 def math_label(node: Node) -> tuple[str, str]:
     """(title, op_line) of a traced node. title: the math name(s) of what the node holds
-    ("f_3", "a_i, a_f, a_g, a_o"), else the op name ("addmm") or the tensor's name; op_line: the
+    ("f_3", "a_3^i, a_3^f, a_3^g, a_3^o"), else the op name ("addmm") or the tensor's name; op_line: the
     op that computed it when the title is a math name, else "" (the title already says it)."""
     if node.kind != "op":
         return node.title, ""
