@@ -458,3 +458,15 @@ def test_erf_fallbacks_agree_with_math_erf(monkeypatch):
     np.testing.assert_array_equal(backend.erf(x), backend.erf_series(x))
     np.testing.assert_allclose(backend.erf(x), want, rtol=0, atol=4e-15)
     assert backend.erf(np.array(0.5, np.float32)).dtype == np.float32
+
+
+def test_cached_scalars_are_read_only():
+    """ops._scalar hands one 0-d array to every later op (sigmoid's 0.5): an in-place write
+    anywhere would silently change every later LSTM/GRU step, so it must fail at the write."""
+    from tinygrad_rnn import ops
+
+    half = ops._scalar(0.5, np.ones(3, np.float32))
+    assert half is ops._scalar(0.5, np.zeros(2, np.float32)) and half.dtype == np.float32
+    with pytest.raises(ValueError, match="read-only"):
+        half += 1
+    np.testing.assert_allclose(tg.Tensor([0.0]).sigmoid().numpy(), [0.5])

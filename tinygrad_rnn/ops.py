@@ -49,7 +49,10 @@ def _scalar(value: float, like: Any) -> Any:
     key = (value, dt, "cpu" if backend.is_cpu_array(a) else backend.device_of(a))
     c = _SCALARS.get(key)
     if c is None:
-        c = _SCALARS[key] = backend.to_device(backend.np.asarray(value, dtype=dt), key[2])
+        c = backend.to_device(backend.np.asarray(value, dtype=dt), key[2])
+        if key[2] == "cpu":  # shared by every later op: an in-place write must fail loudly
+            c.flags.writeable = False
+        _SCALARS[key] = c
     return c
 
 
