@@ -213,8 +213,9 @@ class observe_backward(_Override):
     gradient of each of fn's outputs (None where none arrived), `grads_in` the gradient fn sends
     along each edge of `fn.next` (None where no gradient flows), already reduced to that input's
     shape and dtype. Values are arrays (Tensors under create_graph); a callback must not modify
-    them, and must copy what it keeps (the engine later sums further terms into some in place). This is the public way for tools (viz.grad_by_step, the BPTT explorer) to watch the
-    backward sweep; it costs one test per Function when no observer is active. Per thread: only
+    them, and must copy what it keeps (the engine later sums further terms into some in place).
+    This is the public way for tools (viz.grad_by_step, the BPTT explorer) to watch the backward
+    sweep; it costs one test per Function when no observer is active. Per thread: only
     backward passes run by the thread that entered the context call the callback."""
     field = "observers"
 
@@ -245,6 +246,15 @@ def _user_frame(frame: Any = None) -> str:
 
 def describe_tags(tags: tuple) -> str:
     return ", ".join(f"{k}={v}" for k, v in tags) if tags else "no tags"
+
+
+def step_of(tags: tuple, kind: str = "step") -> Any:
+    """The value of the innermost `(kind, value)` tag (the time step of an op), or None."""
+    value = None
+    for k, v in tags:
+        if k == kind:
+            value = v
+    return value
 
 
 def _first_nan(x: Any) -> str:
@@ -308,9 +318,8 @@ def _check_finite(fn: "Function", arrays: Sequence[Any], where: str, inputs: Seq
                 continue
             for j, (t, x) in enumerate(zip(tensors, inputs)):
                 if t.creator is None and x.dtype.kind == "f" and bool(xp.isnan(x).any()):
-                    step = [v for k, v in fn.tags if k == "step"]
                     raise AnomalyError(_input_nan_message(
-                        t, "input", _first_nan(x), step[-1] if step else None,
+                        t, "input", _first_nan(x), step_of(fn.tags),
                         f"input {j} of {fn.name!r}, tags: {describe_tags(fn.tags)}, "
                         f"created at {getattr(fn, 'created_at', '<unknown>')}"))
         elif bool(xp.isfinite(a).all()):
@@ -1052,8 +1061,8 @@ def _check_versions(fn: Function) -> None:
                 break
     if bad is None:
         return
-    step = [v for k, v in fn.tags if k == "step"]
-    where = (f" at time step {step[-1]}" if step else "") + (f" (tags: {describe_tags(fn.tags)})"
+    step = step_of(fn.tags)
+    where = (f" at time step {step}" if step is not None else "") + (f" (tags: {describe_tags(fn.tags)})"
                                                              if fn.tags else "")
     made = getattr(fn, "created_at", None)
     raise InplaceError(

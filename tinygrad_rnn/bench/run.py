@@ -167,35 +167,23 @@ def matmul_floor(cell: str, B: int, T: int, D: int, H: int, device: str, dtype: 
 
 def per_op_overhead(n: int = 20000) -> dict:
     """Microseconds per op for add of two (4, 4) tensors, forward + backward, in a chain of n ops
-    (so the backward cost per op is measured, not the fixed cost of starting a backward)."""
+    (so the backward cost per op is measured, not the fixed cost of starting a backward). The
+    chain is bench.overhead's, which times the same thing by CPU time over more repeats."""
+    from .overhead import _chain  # noqa: PLC0415
+
     a = Tensor(np.ones((4, 4), np.float32), requires_grad=True)
     b = Tensor(np.ones((4, 4), np.float32), requires_grad=True)
     an, bn = a.data, b.data
-
-    def lib() -> None:
-        c = a
-        for _ in range(n):
-            c = c + b
-        c.sum().backward()
-        a.grad = b.grad = None
 
     def bare() -> None:
         c = an
         for _ in range(n):
             c = c + bn
-    impls = {"tinygrad_rnn": lib, "numpy (forward only)": bare}
+    impls = {"tinygrad_rnn": _chain(a, b, n, "add"), "numpy (forward only)": bare}
     try:
         import torch  # noqa: PLC0415
-        ta = torch.ones(4, 4, requires_grad=True)
-        tb = torch.ones(4, 4, requires_grad=True)
-
-        def th() -> None:
-            c = ta
-            for _ in range(n):
-                c = c + tb
-            c.sum().backward()
-            ta.grad = tb.grad = None
-        impls["torch"] = th
+        impls["torch"] = _chain(torch.ones(4, 4, requires_grad=True),
+                                torch.ones(4, 4, requires_grad=True), n, "add")
     except ImportError:
         pass
     return {k: v / n * 1e6 for k, v in time_interleaved(impls, 5).items()}

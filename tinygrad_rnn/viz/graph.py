@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from .. import autograd
-from ..autograd import Function
+from ..autograd import Function, step_of  # step_of: re-exported for viz (one "which step" helper)
 from ..backend import array_module, to_numpy
 from ..nn.module import Module, Parameter
 from ..tensor import Tensor
@@ -24,15 +24,6 @@ from ..tensor import Tensor
 # graph has several), "module" by the module path that nn.Module.__call__ records.
 _TIME_KINDS = ("layer", "direction", "step")
 _MODULE_KINDS = ("module",)
-
-
-def step_of(tags: tuple, kind: str = "step") -> Any:
-    """The value of the innermost `(kind, value)` tag (the time step of an op), or None."""
-    value = None
-    for k, v in tags:
-        if k == kind:
-            value = v
-    return value
 
 
 def loop_key(tags: tuple) -> tuple:
